@@ -1,0 +1,1 @@
+"""Local Salesforce and HubSpot API servers over one generated world of data."""

@@ -1,0 +1,182 @@
+"""Daemon settings: one YAML file plus ``DETENTE_``-prefixed environment variables.
+
+The file (``config/detente.yaml``, or ``--config``, or ``DETENTE_CONFIG``) holds what an
+operator edits; secrets may come from the environment instead, for example
+``DETENTE_HUBSPOT__TOKEN``. Environment variables win over the file. Every problem is
+reported at once, located (``file:line:col`` or the variable name) and explained.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from detente.errors import SettingsError
+
+DEFAULT_CONFIG = Path("config/detente.yaml")
+ENV_PREFIX = "DETENTE_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SalesforceSettings(_Section):
+    """How to reach and authenticate against Salesforce."""
+
+    instance_url: str | None = Field(None, description="https://yourorg.my.salesforce.com")
+    login_url: str = "https://login.salesforce.com"
+    auth: Literal["password", "refresh_token", "jwt"] = "password"
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    private_key_file: Path | None = None
+    api_version: str = Field("59.0", pattern=r"^\d{2}\.\d$")
+    ca_file: Path | None = Field(None, description="extra CA bundle to trust (a sandbox's CA)")
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+
+
+class HubSpotSettings(_Section):
+    """How to reach and authenticate against HubSpot."""
+
+    base_url: str = "https://api.hubapi.com"
+    token: SecretStr | None = None
+    ca_file: Path | None = None
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:///detente.db"
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """All of detente's settings, validated once at start-up and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    salesforce: SalesforceSettings = SalesforceSettings()
+    hubspot: HubSpotSettings = HubSpotSettings()
+    store: StoreSettings = StoreSettings()
+    log: LogSettings = LogSettings()
+
+    yaml_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls.yaml_file))
+        return tuple(sources)
+
+    def secret_values(self) -> list[str]:
+        """Every secret in these settings, so the log redactor can mask them verbatim."""
+        found: list[str] = []
+        for section in (self.salesforce, self.hubspot):
+            for value in section.__dict__.values():
+                if isinstance(value, SecretStr) and value.get_secret_value():
+                    found.append(value.get_secret_value())
+        return found
+
+
+def config_path(explicit: str | Path | None, env: dict[str, str] | None = None) -> Path:
+    """The settings file to read: ``--config``, then ``DETENTE_CONFIG``, then the default."""
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("DETENTE_CONFIG"):
+        return Path(env["DETENTE_CONFIG"])
+    return DEFAULT_CONFIG
+
+
+def load_settings(path: str | Path | None = None, *, required: bool = False) -> Settings:
+    """Read and validate the settings; raise SettingsError listing every problem."""
+    file = config_path(path)
+    problems: list[str] = []
+    lines: dict[tuple[str, ...], tuple[int, int]] = {}
+    if file.exists():
+        try:
+            text = file.read_text(encoding="utf-8")
+            node = yaml.compose(text)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError([f"{file}: cannot read the settings file ({exc.strerror or exc})"])
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
+            problem = getattr(exc, "problem", None) or "malformed YAML"
+            raise SettingsError([f"{where}: {problem}; expected valid YAML"]) from None
+        if node is not None and not isinstance(node, yaml.MappingNode):
+            raise SettingsError([f"{file}:1:1: the settings file must be a mapping of sections"])
+        _index_lines(node, (), lines)
+    elif required or path is not None:
+        raise SettingsError([f"{file}: settings file not found; pass --config PATH or set DETENTE_CONFIG"])
+
+    class _Bound(Settings):
+        yaml_file = file if file.exists() else None
+
+    try:
+        loaded = _Bound()
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            problems.append(_describe(file, loc, err, lines))
+        raise SettingsError(problems) from None
+    return Settings.model_validate(loaded.model_dump())
+
+
+def _index_lines(node: Any, prefix: tuple[str, ...], out: dict[tuple[str, ...], tuple[int, int]]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, str(key.value))
+            out[path] = (key.start_mark.line + 1, key.start_mark.column + 1)
+            _index_lines(value, path, out)
+
+
+def _describe(
+    file: Path, loc: tuple[str, ...], err: Any, lines: dict[tuple[str, ...], tuple[int, int]]
+) -> str:
+    key = ".".join(loc)
+    env_name = ENV_PREFIX + "__".join(p.upper() for p in loc)
+    if env_name in os.environ:
+        where = f"environment variable {env_name}"
+    elif loc in lines:
+        line, col = lines[loc]
+        where = f"{file}:{line}:{col}"
+    else:
+        parent = next((loc[:i] for i in range(len(loc) - 1, 0, -1) if loc[:i] in lines), None)
+        where = f"{file}:{lines[parent][0]}:{lines[parent][1]}" if parent else str(file)
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown key '{key}'; remove it or check its spelling"
+    message = err["msg"]
+    got = err.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None or _is_secret(loc) else f" (got {got!r})"
+    return f"{where}: {key}: {message}{shown}"
+
+
+def _is_secret(loc: tuple[str, ...]) -> bool:
+    return any(p in {"password", "token", "client_secret", "refresh_token"} for p in loc)
