@@ -54,6 +54,15 @@ class FaultProfile(BaseModel):
     expire_session_every: int | None = Field(None, ge=1, description="every Nth call finds the session expired")
     partial_batch_failures: float = Field(0.0, ge=0, le=1, description="share of batch records that fail")
     daily_limit: int | None = Field(None, ge=1, description="API calls allowed per sandbox day")
+    burst_per_10s: int | None = Field(
+        None, ge=1, description="HubSpot: calls allowed per rolling 10 seconds (None: not enforced)"
+    )
+    search_per_second: int | None = Field(
+        None, ge=1, description="HubSpot: search calls allowed per second (None: not enforced)"
+    )
+    search_lag_seconds: float = Field(
+        0.0, ge=0, le=60, description="HubSpot: how long a write takes to become searchable"
+    )
     seed: int = 0
 
 

@@ -1,0 +1,90 @@
+"""Shared fixtures: a running sandbox (real HTTPS on 127.0.0.1) and real clients for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import requests
+from hubspot import HubSpot
+from simple_salesforce import Salesforce
+from urllib3.util.retry import Retry
+
+from detente.sandbox.server import Sandbox, SandboxInfo
+
+# Every generated world in the tests is anchored here, so runs are reproducible.
+AS_OF = datetime(2026, 11, 16, 15, 0, tzinfo=UTC)
+SEED = 7
+SIZE = 300
+
+
+def trusting_session(info: SandboxInfo) -> requests.Session:
+    """A requests session that trusts the sandbox CA (and ignores REQUESTS_CA_BUNDLE)."""
+    session = requests.Session()
+    session.verify = str(info.ca)
+    session.trust_env = False
+    return session
+
+
+def sf_token(sandbox: Sandbox) -> dict[str, str]:
+    """OAuth password grant against the sandbox's token endpoint."""
+    assert sandbox.info is not None
+    c = sandbox.credentials
+    response = trusting_session(sandbox.info).post(
+        f"{sandbox.info.salesforce}/services/oauth2/token",
+        data={"grant_type": "password", "client_id": c.sf_client_id, "client_secret": c.sf_client_secret,
+              "username": c.sf_username, "password": c.sf_password},
+        timeout=10,
+    )
+    response.raise_for_status()
+    body: dict[str, str] = response.json()
+    return body
+
+
+def sf_client(sandbox: Sandbox) -> Salesforce:
+    """simple-salesforce, unmodified, given a session that trusts the sandbox CA."""
+    assert sandbox.info is not None
+    token = sf_token(sandbox)
+    return Salesforce(
+        instance_url=token["instance_url"], session_id=token["access_token"],
+        session=trusting_session(sandbox.info), version="59.0",
+    )
+
+
+def hs_client(sandbox: Sandbox, retry: Retry | None = None) -> HubSpot:
+    """hubspot-api-client, unmodified, pointed at the sandbox with host= and its CA."""
+    assert sandbox.info is not None
+    kwargs = {"retry": retry} if retry is not None else {}
+    return HubSpot(access_token=sandbox.credentials.hs_token, host=sandbox.info.hubspot,
+                   ssl_ca_cert=str(sandbox.info.ca), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A generated demo world shared by the session. Tests must not change its records;
+    tests that write use ``empty_sandbox`` or create their own records."""
+    sb = Sandbox(state_dir=tmp_path_factory.mktemp("sandbox"), dataset="demo", size=SIZE, seed=SEED, as_of=AS_OF)
+    sb.start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def empty_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A fresh sandbox with owners only, for tests that write."""
+    sb = Sandbox(state_dir=tmp_path_factory.mktemp("empty"), dataset="empty", size=0, seed=SEED, as_of=AS_OF)
+    sb.start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture(autouse=True)
+def _calm_sandboxes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Faults and frozen clocks set by one test never leak into the next."""
+    yield
+    for name in ("sandbox", "empty_sandbox"):
+        if name in request.fixturenames:
+            sb: Sandbox = request.getfixturevalue(name)
+            for control in (sb.sf_control, sb.hs_control):
+                control.reset()
