@@ -1,0 +1,3 @@
+from detente.cli import app
+
+app()

@@ -1,0 +1,122 @@
+"""The ``detente`` command."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from detente.errors import SettingsError
+from detente.logs import configure_logging, get_logger
+
+app = typer.Typer(
+    help="detente keeps Sales and Marketing honest with each other across Salesforce and HubSpot.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="settings file (default: $DETENTE_CONFIG or config/detente.yaml)"),
+]
+
+
+@app.callback()
+def main(ctx: typer.Context, config: ConfigOption = None) -> None:
+    ctx.obj = {"config": config}
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _parse_when(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from detente.sandbox.store import parse_datetime
+
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        _fail(f"--as-of: '{value}' is not an ISO-8601 datetime such as 2026-11-16T15:00:00Z")
+    return None
+
+
+@app.command()
+def settings(ctx: typer.Context) -> None:
+    """Validate the settings file and environment; print them with secrets masked."""
+    from detente.settings import load_settings
+
+    try:
+        loaded = load_settings(ctx.obj["config"])
+    except SettingsError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(json.dumps(loaded.model_dump(mode="json"), indent=2))
+
+
+@app.command()
+def sandbox(
+    dataset: Annotated[str, typer.Option(help="demo: a generated world; empty: owners only")] = "demo",
+    size: Annotated[int, typer.Option(min=0, max=2_000_000, help="people in the demo world")] = 1000,
+    seed: Annotated[int, typer.Option(help="the world is deterministic per seed")] = 1,
+    as_of: Annotated[str | None, typer.Option(help="anchor moment of the world (default: now)")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="keep the world here across restarts")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    salesforce_port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 0,
+    hubspot_port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 0,
+    write_config: Annotated[Path | None, typer.Option(help="write a detente.yaml pointing at the sandbox")] = None,
+) -> None:
+    """Run local Salesforce and HubSpot API servers over HTTPS with generated data.
+
+    Prints one JSON line when ready (both base URLs and the CA file), then serves until
+    interrupted.
+    """
+    from detente.sandbox.server import Sandbox
+
+    if dataset not in {"demo", "empty"}:
+        _fail(f"--dataset: unknown dataset '{dataset}'; expected demo or empty")
+    configure_logging("info")
+    log = get_logger("detente.sandbox")
+    try:
+        sb = Sandbox(state_dir=state_dir, dataset=dataset, size=size, seed=seed,
+                     as_of=_parse_when(as_of), host=host,
+                     salesforce_port=salesforce_port, hubspot_port=hubspot_port)
+        info = sb.start()
+    except OSError as exc:
+        _fail(f"cannot start the sandbox: {exc.strerror or exc}; is the port already in use?")
+        return
+    if write_config is not None:
+        sb.write_config(write_config)
+        log.info("sandbox.config_written", path=str(write_config))
+    typer.echo(info.ready_line())
+    sys.stdout.flush()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("sandbox.stopping")
+    sb.stop()
+
+
+@app.command()
+def demo(
+    size: Annotated[int, typer.Option(min=10, max=200_000, help="people in the demo world")] = 2000,
+    seed: Annotated[int, typer.Option(help="the world is deterministic per seed")] = 1,
+) -> None:
+    """Start the sandbox CRMs, read them with the real client libraries, show what they serve."""
+    from detente.demo import run_demo
+
+    run_demo(size=size, seed=seed, out=typer.echo)
+
+
+def run() -> Any:  # pragma: no cover - console entry for python -m
+    return app()
