@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 from hubspot import HubSpot
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce
 
 from detente.sandbox.server import Sandbox
 

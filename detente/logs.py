@@ -49,10 +49,8 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         for shape in _SECRET_SHAPES:
-            if shape.groups:
-                text = shape.sub(lambda m: m.group(1) + REDACTED, text)
-            else:
-                text = shape.sub(REDACTED, text)
+            replacement: Any = (lambda m: m.group(1) + REDACTED) if shape.groups else REDACTED
+            text = shape.sub(replacement, text)
         return text
 
     def _clean(self, key: str, value: Any) -> Any:

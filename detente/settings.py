@@ -9,6 +9,7 @@ reported at once, located (``file:line:col`` or the variable name) and explained
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -104,13 +105,13 @@ class Settings(BaseSettings):
         return found
 
 
-def config_path(explicit: str | Path | None, env: dict[str, str] | None = None) -> Path:
+def config_path(explicit: str | Path | None, env: Mapping[str, str] | None = None) -> Path:
     """The settings file to read: ``--config``, then ``DETENTE_CONFIG``, then the default."""
-    env = os.environ if env is None else env
+    source: Mapping[str, str] = os.environ if env is None else env
     if explicit:
         return Path(explicit)
-    if env.get("DETENTE_CONFIG"):
-        return Path(env["DETENTE_CONFIG"])
+    if source.get("DETENTE_CONFIG"):
+        return Path(source["DETENTE_CONFIG"])
     return DEFAULT_CONFIG
 
 
@@ -124,7 +125,7 @@ def load_settings(path: str | Path | None = None, *, required: bool = False) -> 
             text = file.read_text(encoding="utf-8")
             node = yaml.compose(text)
         except (OSError, UnicodeDecodeError) as exc:
-            raise SettingsError([f"{file}: cannot read the settings file ({exc.strerror or exc})"])
+            raise SettingsError([f"{file}: cannot read the settings file ({exc})"]) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)

@@ -148,7 +148,11 @@ class SandboxMiddleware:
         response: Response | None = None
         if f.daily_limit is not None and today > f.daily_limit:
             response = self.hooks.error("quota", 0, None)
-        elif f.expire_session_every and c.total_calls % f.expire_session_every == 0 and self.hooks.expire_session(scope):
+        elif (
+            f.expire_session_every
+            and c.total_calls % f.expire_session_every == 0
+            and self.hooks.expire_session(scope)
+        ):
             c.faults_injected["expired_session"] += 1
             response = self.hooks.error("expired_session", 401, None)
         elif c.roll(f.rate_limited):

@@ -108,7 +108,9 @@ OPPORTUNITY_STAGES = (
 )
 DETENTE_STATUSES = ("Aligned", "Drift", "Missed Label", "Disagreement", "SLA Running", "SLA Breached", "Feedback Gap")
 TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
-INDUSTRIES = ("Software", "Financial Services", "Healthcare", "Manufacturing", "Retail", "Education", "Media", "Logistics")
+INDUSTRIES = (
+    "Software", "Financial Services", "Healthcare", "Manufacturing", "Retail", "Education", "Media", "Logistics",
+)
 
 
 def _detente_fields() -> tuple[SfField, ...]:
@@ -219,7 +221,8 @@ SALESFORCE_OBJECTS: dict[str, SfObject] = {
             "OpportunityContactRole", "Opportunity Contact Role", "00K",
             _ref("OpportunityId", "Opportunity", "Opportunity", nillable=False),
             _ref("ContactId", "Contact", "Contact", nillable=False),
-            SfField("Role", "picklist", "Role", picklist=("Decision Maker", "Economic Buyer", "Evaluator", "Influencer", "Other")),
+            SfField("Role", "picklist", "Role",
+                    picklist=("Decision Maker", "Economic Buyer", "Evaluator", "Influencer", "Other")),
             SfField("IsPrimary", "boolean", "Primary"),
         ),
         _sobject(
@@ -477,7 +480,8 @@ HUBSPOT_OBJECTS: dict[str, HsObject] = {
         _engagement(
             "tasks", "task", "0-27",
             _p("hs_task_subject"), _p("hs_task_body"),
-            _p("hs_task_status", "enumeration", options=("NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED", "DEFERRED")),
+            _p("hs_task_status", "enumeration",
+               options=("NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED", "DEFERRED")),
             _p("hs_task_priority", "enumeration", options=("NONE", "LOW", "MEDIUM", "HIGH")),
             _p("hs_task_type", "enumeration", options=("EMAIL", "CALL", "TODO")),
             _p("hs_task_completion_date", "datetime", read_only=True),

@@ -130,16 +130,16 @@ class World:
             "CREATE TABLE IF NOT EXISTS sf_deleted (object TEXT, id TEXT PRIMARY KEY, deleted_date TEXT)"
         )
         c.execute("CREATE INDEX IF NOT EXISTS sf_deleted_date ON sf_deleted (object, deleted_date)")
-        for obj in HUBSPOT_OBJECTS.values():
+        for hs in HUBSPOT_OBJECTS.values():
             c.execute(
-                f"CREATE TABLE IF NOT EXISTS hs_{obj.name} (id INTEGER PRIMARY KEY, created_at TEXT,"
+                f"CREATE TABLE IF NOT EXISTS hs_{hs.name} (id INTEGER PRIMARY KEY, created_at TEXT,"
                 " updated_at TEXT, archived INTEGER NOT NULL DEFAULT 0, archived_at TEXT, props TEXT)"
             )
-            c.execute(f"CREATE INDEX IF NOT EXISTS hs_{obj.name}_upd ON hs_{obj.name} (updated_at, id)")
-            for prop in obj.properties:
+            c.execute(f"CREATE INDEX IF NOT EXISTS hs_{hs.name}_upd ON hs_{hs.name} (updated_at, id)")
+            for prop in hs.properties:
                 if prop.unique and prop.name != "hs_object_id":
                     c.execute(
-                        f"CREATE INDEX IF NOT EXISTS hs_{obj.name}_{prop.name} ON hs_{obj.name}"
+                        f"CREATE INDEX IF NOT EXISTS hs_{hs.name}_{prop.name} ON hs_{hs.name}"
                         f" (json_extract(props, '$.{prop.name}'))"
                     )
         c.execute(
@@ -238,7 +238,7 @@ class World:
         prepared: list[tuple[Any, ...]] = []
         history: list[dict[str, Any]] = []
         for rid, row in zip(ids, rows, strict=True):
-            rec = {n: None for n in names}
+            rec: dict[str, Any] = dict.fromkeys(names)
             rec.update(row)
             rec["Id"] = rid
             rec["IsDeleted"] = 0
@@ -282,7 +282,7 @@ class World:
         rows = self.query(f'SELECT * FROM "sf_{obj.name}" WHERE "Id" = ?', (record_id,))
         if not rows or (rows[0]["IsDeleted"] and not include_deleted):
             return None
-        return {k: _from_db(obj.field(k), rows[0][k]) for k in rows[0].keys()}
+        return {k: _from_db(obj.field(k), rows[0][k]) for k in rows[0].keys()}  # noqa: SIM118 - sqlite3.Row
 
     def sf_update(
         self, obj: SfObject, record_id: str, values: dict[str, Any], now: datetime,
@@ -345,7 +345,8 @@ class World:
         """Create records. ``history`` may give, per record, past (value, time) pairs per property."""
         ids = self.new_hs_ids(object_name, len(records))
         obj = HUBSPOT_OBJECTS[object_name]
-        rows, hist_rows = [], []
+        rows: list[tuple[Any, ...]] = []
+        hist_rows: list[tuple[Any, ...]] = []
         for i, (rid, props) in enumerate(zip(ids, records, strict=True)):
             at = (created[i] if created else None) or now
             p = {k: _hs_str(v) for k, v in props.items()}
