@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import requests
 from hubspot import HubSpot
 from simple_salesforce import Salesforce
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 from urllib3.util.retry import Retry
 
 from detente.sandbox.server import Sandbox, SandboxInfo
@@ -80,11 +85,70 @@ def empty_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]
 
 
 @pytest.fixture(autouse=True)
-def _calm_sandboxes(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Faults and frozen clocks set by one test never leak into the next."""
-    yield
-    for name in ("sandbox", "empty_sandbox"):
-        if name in request.fixturenames:
-            sb: Sandbox = request.getfixturevalue(name)
-            for control in (sb.sf_control, sb.hs_control):
-                control.reset()
+def _calm_sandbox(request: pytest.FixtureRequest) -> None:
+    """Faults and frozen clocks set by one test never leak into the next one that shares
+    the session's sandbox (``empty_sandbox`` is fresh for every test anyway)."""
+    if "sandbox" in request.fixturenames:
+        sb: Sandbox = request.getfixturevalue("sandbox")
+        for control in (sb.sf_control, sb.hs_control):
+            control.reset()
+
+
+# -- the store on SQLite and on PostgreSQL ------------------------------------------------------
+
+POSTGRES_URL = os.environ.get("DETENTE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_admin() -> Engine | None:
+    """An engine on the PostgreSQL server for the tests, or None when there is none.
+
+    On CI (CI=true) a missing server is an error, not a skip.
+    """
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        engine.dispose()
+        if os.environ.get("CI", "").lower() == "true":
+            raise RuntimeError(
+                f"CI needs PostgreSQL at {POSTGRES_URL} (set DETENTE_TEST_POSTGRES_URL): {exc}"
+            ) from exc
+        return None
+    return engine
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Engine | None]:
+    admin = _postgres_admin()
+    yield admin
+    if admin is not None:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_server: Engine | None) -> Iterator[str]:
+    """A fresh, empty store on each backend (one database per test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'detente.db'}"
+        return
+    if postgres_server is None:
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}; set DETENTE_TEST_POSTGRES_URL to run these")
+    name = f"detente_test_{uuid.uuid4().hex[:12]}"
+    with postgres_server.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with postgres_server.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Engine]:
+    """An engine on a fresh store whose schema is migrated to the latest version."""
+    from detente.store.engine import create_schema, make_engine
+
+    engine = make_engine(store_url)
+    create_schema(engine)
+    yield engine
+    engine.dispose()

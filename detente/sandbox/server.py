@@ -128,7 +128,9 @@ class Sandbox:
         )
 
     def _bind(self, port: int) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say so, and
+        # without it every small response waits for the peer's delayed ACK (~40 ms).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, port))
         sock.listen(128)
@@ -143,6 +145,7 @@ class Sandbox:
             uvicorn.Server(uvicorn.Config(
                 app, ssl_certfile=str(self.tls.cert), ssl_keyfile=str(self.tls.key),
                 log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30,
+                timeout_graceful_shutdown=1,
             ))
             for app in (sf_app, hs_app)
         ]
