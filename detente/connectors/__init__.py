@@ -1,0 +1,1 @@
+"""One module per CRM: pull pages, push batches, nothing else."""

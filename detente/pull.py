@@ -1,0 +1,133 @@
+"""The pull stage: read changed records from a connector into the raw layer, page by page.
+
+Each page and the cursor it reaches commit together. The cursor never passes the moment
+the pull started (``until``), so a record changed while the pull runs is read again next
+time; each pull re-reads a ``lookback`` overlap below the cursor, because CRMs commit late
+and clocks differ; unchanged re-reads cost no writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, select
+
+from detente.connectors.base import BudgetExhausted, CallBudget, Connector, Page, Position, Record
+from detente.connectors.signals import FullPullRequired
+from detente.logs import get_logger
+from detente.store.bulk import upsert
+from detente.store.raw import CURSORS, PageResult, commit_page, live_ids, read_position
+
+log = get_logger("detente.pull")
+
+
+@dataclass
+class ObjectReport:
+    system: str
+    object: str
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+    stopped: str | None = None  # why the pull stopped early, if it did
+
+    def add(self, page: Page, result: PageResult) -> None:
+        for name in ("fetched", "inserted", "updated", "unchanged", "deleted", "quarantined"):
+            setattr(self, name, getattr(self, name) + getattr(result, name))
+        self.calls += page.calls
+
+
+@dataclass
+class PullReport:
+    objects: list[ObjectReport] = field(default_factory=list)
+
+    @property
+    def stopped(self) -> str | None:
+        return next((o.stopped for o in self.objects if o.stopped), None)
+
+
+def pull(
+    engine: Engine,
+    connector: Connector,
+    *,
+    now: datetime,
+    objects: list[str] | None = None,
+    full: bool = False,
+    lookback: timedelta = timedelta(minutes=5),
+    budget: CallBudget | None = None,
+) -> PullReport:
+    """Pull every object (or the ones named) of one connector; stop cleanly when the call
+    budget runs out, with each cursor at its last committed page."""
+    report = PullReport()
+    for name in objects or list(connector.objects()):
+        item = ObjectReport(connector.system, name)
+        report.objects.append(item)
+        started = time.monotonic()
+        try:
+            _pull_object(engine, connector, name, item, now=now, full=full, lookback=lookback)
+        except BudgetExhausted as exc:
+            item.stopped = str(exc)
+            log.warning("pull.stopped", system=connector.system, object=name, reason=str(exc))
+            item.seconds = time.monotonic() - started
+            break
+        item.seconds = time.monotonic() - started
+        log.info("pull.object", system=connector.system, object=name, fetched=item.fetched,
+                 inserted=item.inserted, updated=item.updated, deleted=item.deleted,
+                 quarantined=item.quarantined, calls=item.calls, seconds=round(item.seconds, 2))
+    return report
+
+
+def _pull_object(
+    engine: Engine, connector: Connector, name: str, item: ObjectReport, *,
+    now: datetime, full: bool, lookback: timedelta,
+) -> None:
+    system = connector.system
+    stored = None if full else read_position(engine, system, name)
+    since = Position(stored.modified_at - lookback, "") if stored and lookback else stored
+    ceiling = Position(now, "")
+    seen: set[str] = set()
+    for page in connector.pull(name, since, until=now, full=full):
+        if page.position is not None and page.position > ceiling:
+            page.position = ceiling
+        if full:
+            seen.update(r.id for r in page.records)
+        item.add(page, commit_page(engine, system, page, now))
+    if full:
+        gone = live_ids(engine, system, name) - seen
+        if gone:
+            page = Page(name, [Record(name, rid, now, {}, deleted=True) for rid in sorted(gone)])
+            item.add(page, commit_page(engine, system, page, now))
+    else:
+        # Deletions are read since the last time they were checked, not since the cursor:
+        # the cursor of a quiet object may lie months back, past the delete log's reach.
+        checked = _deletes_checked_at(engine, system, name)
+        since_deletes = ((checked or stored.modified_at) - lookback) if stored else None
+        if since_deletes is not None:
+            try:
+                for page in connector.deleted(name, since_deletes, until=now):
+                    item.add(page, commit_page(engine, system, page, now))
+            except FullPullRequired as exc:
+                # The change feed no longer reaches the cursor: only a full pull, which
+                # reconciles stored ids with the CRM's, can find what was deleted since.
+                log.warning("pull.full_required", system=system, object=name, reason=exc.reason)
+                _pull_object(engine, connector, name, item, now=now, full=True, lookback=lookback)
+                return
+    with engine.begin() as conn:
+        upsert(conn, CURSORS, [{
+            "system": system, "object": name, "deletes_checked_at": now, "updated_at": now,
+            **({"full_pull_at": now} if full else {}),
+        }], ["system", "object"])
+
+
+def _deletes_checked_at(engine: Engine, system: str, name: str) -> datetime | None:
+    with engine.connect() as conn:
+        value: datetime | None = conn.execute(
+            select(CURSORS.c.deletes_checked_at).where(CURSORS.c.system == system, CURSORS.c.object == name)
+        ).scalar()
+    return value
