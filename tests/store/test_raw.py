@@ -42,7 +42,8 @@ def test_rereading_unchanged_records_writes_nothing(store: Engine) -> None:
 
 def test_deletes_keep_the_last_known_data(store: Engine) -> None:
     commit_page(store, "salesforce", Page("Lead", [lead("a", 1, Status="Open")]), T0)
-    gone = commit_page(store, "salesforce", Page("Lead", [Record("Lead", "a", T0 + timedelta(minutes=9), {}, deleted=True)]), T0)
+    tombstone = Record("Lead", "a", T0 + timedelta(minutes=9), {}, deleted=True)
+    gone = commit_page(store, "salesforce", Page("Lead", [tombstone]), T0)
     assert gone.deleted == 1
     with store.connect() as conn:
         row = conn.execute(select(RAW).where(RAW.c.record_id == "a")).one()
@@ -51,7 +52,8 @@ def test_deletes_keep_the_last_known_data(store: Engine) -> None:
 
 
 def test_rejects_are_quarantined_with_their_reason(store: Engine) -> None:
-    page = Page("Lead", [lead("a", 1)], rejects=[Reject("Lead", "bad", "SystemModstamp 'yesterday' is not a datetime", {"Id": "bad"})])
+    reject = Reject("Lead", "bad", "SystemModstamp 'yesterday' is not a datetime", {"Id": "bad"})
+    page = Page("Lead", [lead("a", 1)], rejects=[reject])
     result = commit_page(store, "salesforce", page, T0)
     assert result.quarantined == 1
     with store.connect() as conn:
