@@ -79,6 +79,7 @@ class Control:
     day: date | None = None
     calls_today: int = 0
     rng: random.Random = field(default_factory=random.Random)
+    restore_data: Callable[[], None] | None = None  # regenerate the world (POST reset {"data": true})
 
     def set_faults(self, profile: FaultProfile) -> None:
         self.faults = profile
@@ -223,10 +224,23 @@ def control_routes(
                              "frozen": control.clock.frozen is not None})
 
     async def reset(request: Request) -> Response:
+        body = await request.body()
+        try:
+            options = json.loads(body) if body.strip() else {}
+            restore = bool(options.get("data", False)) if isinstance(options, dict) else None
+        except json.JSONDecodeError:
+            restore = None
+        if restore is None:
+            return JSONResponse({"error": 'expected no body, {} or {"data": true}'}, 400)
         control.reset()
         if on_reset is not None:
             await on_reset()
-        return JSONResponse({"reset": True})
+        if restore:
+            if control.restore_data is None:
+                return JSONResponse({"error": "this server cannot restore its data"}, 400)
+            with world.lock:
+                control.restore_data()
+        return JSONResponse({"reset": True, "data": restore})
 
     return [
         Route("/__sandbox/stats", stats, methods=["GET"]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -23,6 +24,17 @@ import uvicorn
 from detente.sandbox.control import Control
 from detente.sandbox.credentials import SandboxCredentials
 from detente.sandbox.store import World
+
+
+class _QuietShutdown(logging.Filter):
+    """uvicorn reports at error level that idle keep-alive connections outlived the graceful
+    shutdown; for a sandbox that is the normal way to stop, not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "timeout graceful shutdown exceeded" not in record.getMessage()
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietShutdown())
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,8 @@ class Sandbox:
                                as_of=(as_of or datetime.now(UTC)).replace(microsecond=0))
         if self.world.get_meta("generated") is None:
             self.populate()
+        self.sf_control.restore_data = self.restore
+        self.hs_control.restore_data = self.restore
         self._servers: list[uvicorn.Server] = []
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -113,6 +127,11 @@ class Sandbox:
         self.world.set_meta("generated", {
             k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.generation.items()
         })
+
+    def restore(self) -> None:
+        """Throw away every change and generate the same world again (same parameters)."""
+        self.world.clear()
+        self.populate()
 
     def manifest(self) -> dict[str, Any]:
         path = self.state_dir / "manifest.json"

@@ -192,6 +192,15 @@ class World:
             cursor.row_factory = None
             return cursor.execute(sql, params).fetchall()
 
+    def clear(self) -> None:
+        """Delete every record of both CRMs and restart the id sequences; credentials stay."""
+        with self.transaction() as c:
+            tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for table in tables:
+                if table != "meta":
+                    c.execute(f'DELETE FROM "{table}"')
+            c.execute("DELETE FROM meta WHERE key LIKE 'seq:%' OR key = 'generated'")
+
     def get_meta(self, key: str, default: Any = None) -> Any:
         rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
         return json.loads(rows[0]["value"]) if rows else default

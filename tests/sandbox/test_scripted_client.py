@@ -58,3 +58,22 @@ def test_calls_are_counted_per_endpoint(sandbox: Sandbox, client: ScriptedClient
     client.hs_page_all("deals")
     after = trusting_session(sandbox.info).get(f"{sandbox.info.hubspot}/__sandbox/stats", timeout=30).json()  # type: ignore[union-attr]
     assert after["total_calls"] - before["total_calls"] == client.calls
+
+
+def test_reset_with_data_restores_the_generated_world(empty_sandbox: Sandbox) -> None:
+    """POST /__sandbox/reset {"data": true} throws away writes; a plain reset keeps data."""
+    info = empty_sandbox.info
+    assert info is not None
+    http = trusting_session(info)
+    owners_before = stats(empty_sandbox, "hubspot")["owners"]
+    created = http.post(f"{info.hubspot}/crm/v3/objects/contacts", timeout=30,
+                        headers={"Authorization": f"Bearer {empty_sandbox.credentials.hs_token}"},
+                        json={"properties": {"email": "new.person@example.org"}})
+    assert created.status_code == 201
+    assert http.post(f"{info.hubspot}/__sandbox/reset", timeout=30).json() == {"reset": True, "data": False}
+    assert stats(empty_sandbox, "hubspot")["contacts"] == 1
+    assert http.post(f"{info.hubspot}/__sandbox/reset", json={"data": True}, timeout=60).json()["data"] is True
+    after = stats(empty_sandbox, "hubspot")
+    assert after["contacts"] == 0 and after["owners"] == owners_before
+    bad = http.post(f"{info.salesforce}/__sandbox/reset", data="nonsense", timeout=30)
+    assert bad.status_code == 400
