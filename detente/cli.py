@@ -63,6 +63,109 @@ def settings(ctx: typer.Context) -> None:
     typer.echo(json.dumps(loaded.model_dump(mode="json"), indent=2))
 
 
+def _settings_and_store(ctx: typer.Context) -> tuple[Any, Any]:
+    from detente.settings import load_settings
+    from detente.store.engine import create_schema, make_engine
+
+    try:
+        loaded = load_settings(ctx.obj["config"])
+    except SettingsError as exc:
+        _fail(str(exc))
+    fmt = loaded.log.format
+    configure_logging(loaded.log.level, json=None if fmt == "auto" else fmt == "json",
+                      secrets=loaded.secret_values())
+    engine = make_engine(loaded.store.url)
+    create_schema(engine)
+    return loaded, engine
+
+
+@app.command()
+def migrate(ctx: typer.Context) -> None:
+    """Bring the store's schema up to date (safe to run on every upgrade)."""
+    from detente.store.migrate import current
+
+    _, engine = _settings_and_store(ctx)
+    typer.echo(f"store schema at revision {current(engine)}")
+
+
+@app.command()
+def sync(
+    ctx: typer.Context,
+    system: Annotated[list[str] | None, typer.Option(help="salesforce or hubspot (default: both)")] = None,
+    object_name: Annotated[list[str] | None, typer.Option("--object", help="only these objects")] = None,
+    full: Annotated[bool, typer.Option(help="re-read everything and reconcile deletions")] = False,
+) -> None:
+    """Pull changed records from Salesforce and HubSpot into the store."""
+    from datetime import UTC
+
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from detente.sync import SYSTEMS
+    from detente.sync import sync as run_sync
+
+    for name in system or []:
+        if name not in SYSTEMS:
+            _fail(f"--system: unknown system '{name}'; expected salesforce or hubspot")
+    loaded, engine = _settings_and_store(ctx)
+    err = Console(stderr=True)
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True,
+                        disable=not err.is_terminal)
+    task = progress.add_task("pulling", total=None)
+
+    def on_page(item: Any) -> None:
+        progress.update(task, description=f"{item.system} {item.object}: {item.fetched} records, {item.calls} calls")
+
+    try:
+        with progress:
+            results = run_sync(engine, loaded, now=datetime.now(UTC), systems=system, objects=object_name,
+                               full=full, on_page=on_page)
+    except SettingsError as exc:
+        _fail(str(exc))
+        return
+    failed = False
+    for result in results:
+        for o in result.report.objects:
+            typer.echo(f"{o.system} {o.object}: fetched {o.fetched}, inserted {o.inserted}, updated {o.updated}, "
+                       f"deleted {o.deleted}, quarantined {o.quarantined}, calls {o.calls}, {o.seconds:.1f} s")
+        if result.report.stopped:
+            typer.echo(f"{result.system}: stopped early: {result.report.stopped}; the next sync resumes", err=True)
+        if result.error:
+            failed = True
+            typer.echo(f"{result.system}: failed: {result.error}", err=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Per-object counts, cursors, last runs and API calls used today."""
+    from datetime import UTC
+
+    from detente.status import store_status
+
+    if output not in {"table", "json"}:
+        _fail(f"--format: unknown format '{output}'; expected table or json")
+    _, engine = _settings_and_store(ctx)
+    report = store_status(engine, datetime.now(UTC).date())
+    if output == "json":
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"{'system':<11} {'object':<24} {'live':>8} {'deleted':>8} {'quarant.':>8}  cursor")
+    for o in report["objects"]:
+        cursor = (o["cursor"] or {}).get("modified_at") or "-"
+        typer.echo(f"{o['system']:<11} {o['object']:<24} {o['live']:>8} {o['deleted']:>8} "
+                   f"{o['quarantined']:>8}  {cursor}")
+    for r in report["runs"]:
+        typer.echo(f"last {r['kind']} {r['system'] or ''}: {r['outcome']} at {r['ended_at'] or r['started_at']}"
+                   + (f" ({r['error']})" if r["error"] else ""))
+    for u in report["api_usage"]:
+        typer.echo(f"API calls today, {u['system']}: {u['calls']}"
+                   + (f" (CRM reports {u['remaining']} of {u['limit']} left)" if u["limit"] else ""))
+
+
 @app.command()
 def sandbox(
     dataset: Annotated[str, typer.Option(help="demo: a generated world; empty: owners only")] = "demo",

@@ -9,13 +9,13 @@ and clocks differ; unchanged re-reads cost no writes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
 
-from detente.connectors.base import BudgetExhausted, CallBudget, Connector, Page, Position, Record
-from detente.connectors.signals import FullPullRequired
+from detente.connectors.base import BudgetExhausted, Connector, FullPullRequired, Page, Position, Record
 from detente.logs import get_logger
 from detente.store.bulk import upsert
 from detente.store.raw import CURSORS, PageResult, commit_page, live_ids, read_position
@@ -60,7 +60,7 @@ def pull(
     objects: list[str] | None = None,
     full: bool = False,
     lookback: timedelta = timedelta(minutes=5),
-    budget: CallBudget | None = None,
+    on_page: Callable[[ObjectReport], None] | None = None,
 ) -> PullReport:
     """Pull every object (or the ones named) of one connector; stop cleanly when the call
     budget runs out, with each cursor at its last committed page."""
@@ -70,7 +70,7 @@ def pull(
         report.objects.append(item)
         started = time.monotonic()
         try:
-            _pull_object(engine, connector, name, item, now=now, full=full, lookback=lookback)
+            _pull_object(engine, connector, name, item, now=now, full=full, lookback=lookback, on_page=on_page)
         except BudgetExhausted as exc:
             item.stopped = str(exc)
             log.warning("pull.stopped", system=connector.system, object=name, reason=str(exc))
@@ -85,7 +85,7 @@ def pull(
 
 def _pull_object(
     engine: Engine, connector: Connector, name: str, item: ObjectReport, *,
-    now: datetime, full: bool, lookback: timedelta,
+    now: datetime, full: bool, lookback: timedelta, on_page: Callable[[ObjectReport], None] | None = None,
 ) -> None:
     system = connector.system
     stored = None if full else read_position(engine, system, name)
@@ -96,8 +96,12 @@ def _pull_object(
         if page.position is not None and page.position > ceiling:
             page.position = ceiling
         if full:
+            # A quarantined record still exists in the CRM: it must not be reconciled away.
             seen.update(r.id for r in page.records)
+            seen.update(r.id for r in page.rejects)
         item.add(page, commit_page(engine, system, page, now))
+        if on_page is not None:
+            on_page(item)
     if full:
         gone = live_ids(engine, system, name) - seen
         if gone:

@@ -47,6 +47,25 @@ class SalesforceSettings(_Section):
     api_version: str = Field("59.0", pattern=r"^\d{2}\.\d$")
     ca_file: Path | None = Field(None, description="extra CA bundle to trust (a sandbox's CA)")
     timeout_seconds: float = Field(30.0, gt=0, le=600)
+    # Pulling: page sizes, when to switch to Bulk API 2.0, how far back each pull re-reads.
+    page_size: int = Field(2000, ge=200, le=2000, description="REST query batch size (Sforce-Query-Options)")
+    bulk_threshold: int = Field(
+        10_000, ge=0, description="records to read above which a pull switches to a Bulk API 2.0 query job"
+    )
+    bulk_max_records: int = Field(50_000, ge=1, description="records per Bulk API 2.0 result chunk (one page)")
+    bulk_poll_seconds: float = Field(1.0, gt=0, le=60, description="first wait before polling a Bulk job")
+    bulk_timeout_seconds: float = Field(3600.0, gt=0, description="give up on a Bulk job after this long")
+    lookback_seconds: float = Field(300.0, ge=0, description="each incremental pull re-reads this overlap")
+    # Retries and call budgets: every attempt, retries included, counts.
+    retries: int = Field(5, ge=0, le=20, description="retries of a call answered 429/5xx or timed out")
+    backoff_factor: float = Field(0.5, ge=0, le=60, description="retry backoff: factor x 2^(retry-1) seconds")
+    backoff_max_seconds: float = Field(60.0, ge=0, le=600)
+    retry_after_max_seconds: int = Field(120, ge=0, le=3600, description="cap on a Retry-After wait")
+    calls_per_run: int | None = Field(None, ge=1, description="API calls one pull may spend")
+    calls_per_day: int | None = Field(None, ge=1, description="API calls detente may spend per day")
+    quota_reserve: int = Field(
+        0, ge=0, description="calls of the org's daily API allocation left for other integrations"
+    )
 
 
 class HubSpotSettings(_Section):
@@ -56,6 +75,26 @@ class HubSpotSettings(_Section):
     token: SecretStr | None = None
     ca_file: Path | None = None
     timeout_seconds: float = Field(30.0, gt=0, le=600)
+    # Pulling: page sizes and how far back each incremental pull re-reads.
+    page_size: int = Field(200, ge=1, le=200, description="search results per call (HubSpot allows 200)")
+    records_per_page: int = Field(
+        1000, ge=100, le=1000, description="records per committed page; also ids per associations batch read"
+    )
+    lookback_seconds: float = Field(300.0, ge=0, description="each incremental pull re-reads this overlap")
+    max_value_chars: int = Field(65_536, ge=1, description="longer property values are quarantined")
+    # Throttling below HubSpot's limits (190 calls per rolling 10 s, search 5 per second).
+    burst_per_10s: int = Field(170, ge=1, description="API calls detente allows itself per rolling 10 seconds")
+    search_per_second: int = Field(4, ge=1, description="search calls detente allows itself per second")
+    # Retries and call budgets: every attempt, retries included, counts.
+    retries: int = Field(6, ge=0, le=20, description="retries of a call answered 429/5xx or timed out")
+    backoff_factor: float = Field(1.0, ge=0, le=60, description="retry backoff: factor x 2^(retry-1) seconds")
+    backoff_max_seconds: float = Field(60.0, ge=0, le=600)
+    retry_after_max_seconds: int = Field(120, ge=0, le=3600, description="cap on a Retry-After wait")
+    calls_per_run: int | None = Field(None, ge=1, description="API calls one pull may spend")
+    calls_per_day: int | None = Field(None, ge=1, description="API calls detente may spend per day")
+    quota_reserve: int = Field(
+        0, ge=0, description="calls of the account's daily HubSpot limit left for other integrations"
+    )
 
 
 class StoreSettings(_Section):

@@ -12,8 +12,10 @@ Errors a connector raises (vendor exceptions are translated at the boundary):
     ├── RetriableError           the call may succeed later (429/5xx after retries, timeouts)
     │   └── BudgetExhausted      the run's or day's call budget, or the CRM's daily quota,
     │                            is spent: stop cleanly at the last committed page
-    └── SkippableError           (records that cannot be parsed are returned as Rejects
-                                 inside pages instead, so the page still commits)
+    ├── SkippableError           (records that cannot be parsed are returned as Rejects
+    │                            inside pages instead, so the page still commits)
+    └── FullPullRequired         not a failure: the change feed no longer reaches back to
+                                 the cursor, so only a full pull can find the deletions
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from detente.errors import RetriableError
+from detente.errors import DetenteError, RetriableError
 
 
 @dataclass(frozen=True, order=True)
@@ -70,6 +72,17 @@ class Page:
 
 class BudgetExhausted(RetriableError):
     """The call budget (per run or per day) or the CRM's own daily quota is spent."""
+
+
+class FullPullRequired(DetenteError):
+    """The CRM's change feed no longer reaches back to the cursor (Salesforce keeps deletes
+    for about 15 days and may purge its delete log sooner), so deletions since then can only
+    be found by a full pull that reconciles the stored ids with the CRM's."""
+
+    def __init__(self, object_name: str, reason: str) -> None:
+        super().__init__(f"{object_name}: {reason}; a full pull of {object_name} is needed to find its deletions")
+        self.object = object_name
+        self.reason = reason
 
 
 class CallBudget:
