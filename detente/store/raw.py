@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from detente.connectors.base import Page, Position
 from detente.store.bulk import upsert
@@ -79,8 +80,7 @@ def commit_page(engine: Engine, system: str, page: Page, now: datetime) -> PageR
                 result.updated += 1
             rows.append(_row(system, rec.object, rec.id, rec.modified_at, rec.data, False, None, now, None))
         if rows:
-            keys = ["system", "object", "record_id"]
-            upsert(conn, RAW, rows, keys, [c for c in rows[0] if c not in keys and c != "first_pulled_at"])
+            _write_raw(conn, rows)
         if page.rejects:
             upsert(conn, QUARANTINE, [
                 {"system": system, "object": j.object, "record_id": j.id, "stage": "pull", "reason": j.reason,
@@ -93,6 +93,36 @@ def commit_page(engine: Engine, system: str, page: Page, now: datetime) -> PageR
                 "last_id": page.position.last_id, "updated_at": now,
             }], ["system", "object"])
     return result
+
+
+_RAW_COLUMNS = ("system", "object", "record_id", "modified_at", "deleted", "merged_into", "data",
+                "first_pulled_at", "pulled_at", "dirty")
+_RAW_KEYS = ("system", "object", "record_id")
+_SQLITE_UPSERT = (
+    f"INSERT INTO raw_records ({', '.join(_RAW_COLUMNS)}) VALUES ({', '.join('?' for _ in _RAW_COLUMNS)})"
+    " ON CONFLICT (system, object, record_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _RAW_COLUMNS if c not in _RAW_KEYS and c != "first_pulled_at")
+)
+
+
+def _write_raw(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Upsert raw rows. On SQLite the rows go straight to the driver: SQLAlchemy's per-value
+    type processing would cost more than the insert itself on a full pull. The values are
+    encoded exactly as the column types encode them (naive UTC text, JSON text, 0/1)."""
+    if conn.dialect.name != "sqlite":
+        upsert(conn, RAW, rows, _RAW_KEYS, [c for c in _RAW_COLUMNS if c not in _RAW_KEYS and c != "first_pulled_at"])
+        return
+    params = [
+        (r["system"], r["object"], r["record_id"], _sqlite_time(r["modified_at"]), int(r["deleted"]),
+         r["merged_into"], json.dumps(r["data"]), _sqlite_time(r["first_pulled_at"]),
+         _sqlite_time(r["pulled_at"]), int(r["dirty"]))
+        for r in rows
+    ]
+    conn.exec_driver_sql(_SQLITE_UPSERT, params)
+
+
+def _sqlite_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _row(
