@@ -14,6 +14,7 @@ import typer
 
 from detente.errors import SettingsError
 from detente.logs import configure_logging, get_logger
+from detente.rules.cli import rules_app
 
 app = typer.Typer(
     help="detente keeps Sales and Marketing honest with each other across Salesforce and HubSpot.",
@@ -21,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(rules_app, name="rules")
 
 ConfigOption = Annotated[
     Path | None,
@@ -223,3 +225,12 @@ def demo(
 
 def run() -> Any:  # pragma: no cover - console entry for python -m
     return app()
+
+
+from detente.normalize.cli import normalize_command  # noqa: E402 - registered last, see detente/normalize/cli.py
+
+app.command("normalize")(normalize_command)
+
+from detente.reconcile.cli import audit_command  # noqa: E402 - registered last, see detente/reconcile/cli.py
+
+app.command("audit")(audit_command)

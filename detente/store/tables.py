@@ -5,7 +5,9 @@ its modification time and deleted flag; the cursor per object advances in the sa
 transaction as the rows it covers. Records that cannot be processed are quarantined with the
 reason. Unified layer: people (a lead, a contact and a HubSpot contact linked into one real
 person), owners mapped across systems by email, opportunities, activities, campaigns, and
-stage transitions with timestamps.
+stage transitions with timestamps. Beside them, ``record_links`` keeps what each CRM record
+says about whom it belongs to, so the normalizer can re-link only what a change affects, and
+``people_pending`` the people whose activity counts it must recount.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from detente.store.types import JSONDoc, UTCDateTime
@@ -28,7 +30,12 @@ def _ts(**kw: Any) -> Any:
 
 class RawRecord(SQLModel, table=True):
     __tablename__ = "raw_records"
-    __table_args__ = (Index("raw_records_dirty", "dirty", "system", "object"),)
+    __table_args__ = (
+        Index("raw_records_dirty", "dirty", "system", "object"),
+        # The normalizer pages through one object's dirty rows in id order.
+        Index("raw_records_dirty_keys", "system", "object", "record_id",
+              sqlite_where=text("dirty = 1"), postgresql_where=text("dirty")),
+    )
 
     system: str = Field(primary_key=True, max_length=16)
     object: str = Field(primary_key=True, max_length=64)
@@ -161,6 +168,11 @@ class Person(SQLModel, table=True):
     modified_at: datetime | None = _ts(default=None)
     identity_conflict: str | None = Field(default=None, description="why the links are in doubt")
     deleted: bool = False
+    attributes: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSONDoc, nullable=False, server_default=text("'{}'")),
+        description="admin-mapped fields by unified name (detente.rules.fields.encode_attribute)",
+    )
 
 
 class PersonRecord(SQLModel, table=True):
@@ -179,6 +191,11 @@ class Opportunity(SQLModel, table=True):
     """A Salesforce opportunity and/or the HubSpot deal that mirrors it."""
 
     __tablename__ = "opportunities"
+    __table_args__ = (
+        Index("opportunities_sf_contact", "salesforce_contact_id"),
+        Index("opportunities_sf_lead", "salesforce_lead_id"),
+        Index("opportunities_hs_contact", "hubspot_contact_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     salesforce_id: str | None = Field(default=None, max_length=18, unique=True)
@@ -198,13 +215,22 @@ class Opportunity(SQLModel, table=True):
     created_at: datetime | None = _ts(default=None)
     closed_at: datetime | None = _ts(default=None)
     deleted: bool = False
+    # The CRM records the person link comes from (kept so a re-link is one UPDATE).
+    salesforce_contact_id: str | None = Field(default=None, max_length=18, description="primary contact role")
+    salesforce_lead_id: str | None = Field(default=None, max_length=18, description="the lead converted into it")
+    hubspot_contact_id: str | None = Field(default=None, max_length=32, description="the deal's first contact")
 
 
 class Activity(SQLModel, table=True):
     """A task, call, email, meeting or event from either system."""
 
     __tablename__ = "activities"
-    __table_args__ = (UniqueConstraint("system", "record_id"), Index("activities_person", "person_id", "occurred_at"))
+    __table_args__ = (
+        UniqueConstraint("system", "object", "record_id", name="activities_record"),
+        Index("activities_person", "person_id", "occurred_at"),
+        Index("activities_who", "system", "who_id"),
+        Index("activities_what", "system", "what_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     system: str = Field(max_length=16)
@@ -219,6 +245,10 @@ class Activity(SQLModel, table=True):
     completed: bool = True
     copy_of: int | None = Field(default=None, description="the original when the native connector copied it")
     deleted: bool = False
+    who_object: str | None = Field(default=None, max_length=32, description="Lead, Contact or contacts")
+    who_id: str | None = Field(default=None, max_length=64, description="WhoId, or the first associated contact")
+    what_id: str | None = Field(default=None, max_length=64, description="WhatId, or the first associated deal")
+    detente_key: str | None = Field(default=None, max_length=255, description="set on tasks detente wrote itself")
 
 
 class Transition(SQLModel, table=True):
@@ -226,17 +256,67 @@ class Transition(SQLModel, table=True):
 
     __tablename__ = "transitions"
     __table_args__ = (
-        UniqueConstraint("system", "record_id", "field", "at", "to_value"),
+        UniqueConstraint("system", "object", "record_id", "field", "at", "to_value", name="transitions_change"),
         Index("transitions_person", "person_id", "at"),
+        Index("transitions_opportunity", "opportunity_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     person_id: int | None = Field(default=None, foreign_key="people.id")
     opportunity_id: int | None = Field(default=None, foreign_key="opportunities.id")
     system: str = Field(max_length=16)
+    object: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
     record_id: str = Field(max_length=64)
     field: str = Field(max_length=64, description="Status, OwnerId, lifecyclestage, StageName, ...")
     from_value: str | None = None
     to_value: str | None = None
     at: datetime = _ts()
     source: str = Field(max_length=16, description="history, stage_date, observed")
+
+
+class PersonPending(SQLModel, table=True):
+    """People whose connector copies and activity counts must be worked out again."""
+
+    __tablename__ = "people_pending"
+
+    person_id: int = Field(primary_key=True)
+
+
+class RecordLink(SQLModel, table=True):
+    """What one CRM record says about whom it belongs to, as the normalizer last read it.
+
+    Leads, contacts and HubSpot contacts carry an email and the ids they claim; leads their
+    conversion; contact roles, campaign members and deals the records they join. ``tracked``
+    holds the status, stage and owner values last seen, so a change between pulls that no
+    history row explains can be recorded. ``pending`` marks records whose person or
+    opportunity must be worked out again.
+    """
+
+    __tablename__ = "record_links"
+    __table_args__ = (
+        Index("record_links_email", "email"),
+        Index("record_links_lead", "ref_lead"),
+        Index("record_links_contact", "ref_contact"),
+        Index("record_links_opportunity", "ref_opportunity"),
+        Index("record_links_merged", "merged_into"),
+        Index("record_links_pending", "system", "object", "record_id",
+              sqlite_where=text("pending = 1"), postgresql_where=text("pending")),
+    )
+
+    system: str = Field(primary_key=True, max_length=16)
+    object: str = Field(primary_key=True, max_length=64)
+    record_id: str = Field(primary_key=True, max_length=64)
+    email: str | None = Field(default=None, max_length=320, description="normalized: trimmed, lower case")
+    ref_lead: str | None = Field(default=None, max_length=64, description="salesforceleadid, LeadId")
+    ref_contact: str | None = Field(default=None, max_length=64,
+                                    description="salesforcecontactid, ConvertedContactId, ContactId")
+    ref_opportunity: str | None = Field(default=None, max_length=64,
+                                        description="salesforceopportunityid, ConvertedOpportunityId, OpportunityId")
+    ref_campaign: str | None = Field(default=None, max_length=64, description="CampaignId of a member")
+    is_primary: bool = False
+    created_at: datetime | None = _ts(default=None)
+    deleted: bool = False
+    merged_into: str | None = Field(default=None, max_length=64)
+    tracked: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONDoc, nullable=False))
+    seen_at: datetime | None = _ts(default=None)
+    pending: bool = False

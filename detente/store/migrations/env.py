@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+import detente.store.findings  # registers the findings tables
 import detente.store.tables  # noqa: F401 - registers the tables on SQLModel.metadata
 
 config = context.config

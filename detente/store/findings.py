@@ -1,0 +1,66 @@
+"""The audit's tables: findings (one row per fact someone must act on) and their history.
+
+A finding is keyed deterministically by ``key`` (kind, rule and subject: the person, the
+opportunity or the records in conflict), so evaluating the same data again finds the same
+row. ``finding_events`` keeps every change of a finding: opened, updated, resolved, reopened.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Index
+from sqlmodel import Field, SQLModel
+
+from detente.store.types import JSONDoc, UTCDateTime
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+class FindingRow(SQLModel, table=True):
+    """One finding as last reconciled."""
+
+    __tablename__ = "findings"
+    __table_args__ = (
+        Index("findings_status", "status", "kind"),
+        Index("findings_person", "person_id"),
+    )
+
+    key: str = Field(primary_key=True, max_length=400)
+    kind: str = Field(max_length=32)
+    rule: str = Field(max_length=64)
+    rules_version: str = Field(max_length=64)
+    person_id: int | None = None
+    opportunity_id: int | None = None
+    records: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONDoc, nullable=False))
+    email: str | None = Field(default=None, max_length=320)
+    salesforce_id: str | None = Field(default=None, max_length=18)
+    hubspot_id: str | None = Field(default=None, max_length=32)
+    team: str | None = Field(default=None, max_length=64)
+    owner_email: str | None = Field(default=None, max_length=320)
+    status: str = Field(max_length=16, description="open or resolved")
+    opened_at: datetime = _ts()
+    due_at: datetime | None = _ts(default=None)
+    resolved_at: datetime | None = _ts(default=None)
+    resolution: str | None = None
+    explanation: str
+    evaluated_at: datetime = _ts()
+
+
+class FindingEvent(SQLModel, table=True):
+    """A change of a finding, with the values it had after the change."""
+
+    __tablename__ = "finding_events"
+    __table_args__ = (Index("finding_events_key", "finding_key", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    finding_key: str = Field(max_length=400)
+    at: datetime = _ts()
+    event: str = Field(max_length=16, description="opened, updated, resolved, reopened")
+    rules_version: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    due_at: datetime | None = _ts(default=None)
+    explanation: str
