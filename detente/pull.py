@@ -8,10 +8,13 @@ and clocks differ; unchanged re-reads cost no writes.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from queue import Empty, Full, Queue
+from typing import Any
 
 from sqlalchemy import Engine, select
 
@@ -92,7 +95,7 @@ def _pull_object(
     since = Position(stored.modified_at - lookback, "") if stored and lookback else stored
     ceiling = Position(now, "")
     seen: set[str] = set()
-    for page in connector.pull(name, since, until=now, full=full):
+    for page in prefetched(connector.pull(name, since, until=now, full=full)):
         if page.position is not None and page.position > ceiling:
             page.position = ceiling
         if full:
@@ -127,6 +130,53 @@ def _pull_object(
             "system": system, "object": name, "deletes_checked_at": now, "updated_at": now,
             **({"full_pull_at": now} if full else {}),
         }], ["system", "object"])
+
+
+_DONE = object()
+
+
+def prefetched(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
+    """Read the next pages on a helper thread while the caller commits the current one.
+
+    Fetching (network, parsing) and committing (the store) then overlap instead of taking
+    turns. At most ``depth`` pages wait in memory; an error in the reader reaches the caller
+    after the pages read before it, so everything before a failure still commits.
+    """
+    queue: Queue[Any] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        queue.put(page, timeout=0.2)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(_DONE)
+        except BaseException as exc:  # handed to the consuming thread
+            queue.put(exc)
+
+    reader = threading.Thread(target=read, name="detente-pull-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():
+            try:
+                queue.get_nowait()
+            except Empty:
+                reader.join(timeout=0.1)
 
 
 def _deletes_checked_at(engine: Engine, system: str, name: str) -> datetime | None:
