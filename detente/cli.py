@@ -220,6 +220,7 @@ def demo(
     """Start the sandbox CRMs, read them with the real client libraries, show what they serve."""
     from detente.demo import run_demo
 
+    configure_logging("warning")
     run_demo(size=size, seed=seed, out=typer.echo)
 
 

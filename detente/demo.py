@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,62 @@ def _session(ca: str) -> requests.Session:
     session.verify = ca
     session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise override verify
     return session
+
+
+# Which planted problem each finding answers (kind, rule) → manifest kind.
+_FINDING_TO_PLANTED = {
+    ("definition_drift", "mql"): "definition_drift",
+    ("missed_label", "mql"): "missed_label",
+}
+
+
+def _cycle(sb: Sandbox, out: Callable[[str], Any]) -> Counter[str]:
+    """pull → normalize → audit into a throw-away store; findings counted per planted kind."""
+    from datetime import UTC, datetime
+
+    from detente.normalize.mapping import DEFAULT, from_rules
+    from detente.normalize.run import normalize
+    from detente.reconcile.facts import load_facts
+    from detente.reconcile.ledger import evaluate
+    from detente.rules import RulesError, load_rules
+    from detente.settings import Settings
+    from detente.store.engine import create_schema, make_engine
+    from detente.sync import sync
+
+    settings = Settings.model_validate(sb.settings_dict())
+    engine = make_engine(f"sqlite:///{sb.state_dir / 'demo-store.db'}")
+    create_schema(engine)
+    now = datetime.now(UTC)
+    started = time.monotonic()
+    results = sync(engine, settings, now=now)
+    pulled = sum(o.fetched for r in results for o in r.report.objects)
+    calls = sum(o.calls for r in results for o in r.report.objects)
+    out(f"\nPulled {pulled} records from both CRMs in {calls} API calls ({time.monotonic() - started:.1f} s).")
+    try:
+        rules = load_rules(Path("config/rules.yaml"))
+        maps = from_rules(rules)
+    except (RulesError, OSError):
+        out("  (config/rules.yaml not found or invalid here: skipping the audit)")
+        return Counter()
+    started = time.monotonic()
+    normalize(engine, now=now, maps=maps or DEFAULT)
+    with engine.connect() as conn:
+        people = conn.exec_driver_sql("SELECT count(*) FROM people").scalar()
+        facts = load_facts(conn, rules, now)
+    findings = evaluate(facts, rules, now)
+    out(f"Linked them into {people} people and audited them against the agreement "
+        f"(rules version {rules.version}) in {time.monotonic() - started:.1f} s: {len(findings)} findings.")
+    for f in findings[:3]:
+        out(f"  e.g. {f.kind}: {f.explanation}")
+    engine.dispose()
+    found: Counter[str] = Counter()
+    for f in findings:
+        planted = _FINDING_TO_PLANTED.get((f.kind, f.rule), f.rule if f.kind == "identity" else None)
+        if f.kind == "disagreement":
+            planted = "stage_disagreement"
+        if planted:
+            found[planted] += 1
+    return found
 
 
 def run_demo(*, size: int, seed: int, out: Callable[[str], Any]) -> None:
@@ -74,11 +131,14 @@ def run_demo(*, size: int, seed: int, out: Callable[[str], Any]) -> None:
         owners = hs.crm.owners.owners_api.get_page(limit=100, _request_timeout=30)
         out(f"  owners         {len(owners.results):>8}")
 
+        found = _cycle(sb, out)
         manifest = sb.manifest()
         problems = Counter(p["kind"] for p in manifest.get("problems", []))
-        out("\nProblems planted in this world (what detente will find):")
+        out("\nProblems planted in this world, and what detente's audit found:")
+        out(f"  {'planted problem':<36} {'planted':>8} {'found':>8}")
         for kind, n in sorted(problems.items()):
-            out(f"  {kind:<44} {n:>6}")
+            shown = str(found[kind]) if kind in found else "not yet audited"
+            out(f"  {kind:<36} {n:>8} {shown:>8}")
         stats = session.get(f"{info.salesforce}/__sandbox/stats", timeout=30).json()
         hstats = session.get(f"{info.hubspot}/__sandbox/stats", timeout=30).json()
         out(f"\nAPI calls served: Salesforce {stats['total_calls']}, HubSpot {hstats['total_calls']}")

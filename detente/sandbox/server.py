@@ -208,15 +208,15 @@ class Sandbox:
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    def write_config(self, path: Path) -> None:
-        """A detente.yaml that points detente at this sandbox (credentials included)."""
+    def settings_dict(self) -> dict[str, Any]:
+        """detente's settings that point at this sandbox (credentials included)."""
         assert self.info is not None
         c = self.credentials
         key_file = self.state_dir / "jwt-private-key.pem"
         if not key_file.exists():
             key_file.write_text(c.sf_jwt_private_key)
             os.chmod(key_file, 0o600)
-        config = {
+        return {
             "salesforce": {
                 "instance_url": self.info.salesforce,
                 "login_url": self.info.salesforce,
@@ -231,6 +231,9 @@ class Sandbox:
             },
             "hubspot": {"base_url": self.info.hubspot, "token": c.hs_token, "ca_file": str(self.info.ca)},
         }
+
+    def write_config(self, path: Path) -> None:
+        """A detente.yaml that points detente at this sandbox (mode 0600: it holds credentials)."""
         import yaml
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,5 +241,5 @@ class Sandbox:
             "# Written by `detente sandbox --write-config`: points detente at the local sandbox CRMs.\n"
             "# The credentials are the sandbox's own; real ones belong in DETENTE_* variables.\n"
         )
-        path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+        path.write_text(header + yaml.safe_dump(self.settings_dict(), sort_keys=False))
         os.chmod(path, 0o600)
