@@ -29,9 +29,9 @@ from hubspot.crm.pipelines import ApiException as PipelinesApiException
 from hubspot.crm.properties import ApiException as PropertiesApiException
 from pyrate_limiter import Duration, Limiter, Rate
 from urllib3.response import BaseHTTPResponse
-from urllib3.util.retry import Retry
 
 from detente.connectors.base import BudgetExhausted, CallBudget
+from detente.connectors.retry import BackoffRetry
 from detente.errors import AuthError, FatalError, RetriableError
 from detente.settings import HubSpotSettings
 
@@ -146,7 +146,7 @@ def daily_limit_error() -> BudgetExhausted:
     )
 
 
-class MeteredRetry(Retry):
+class MeteredRetry(BackoffRetry):
     """urllib3's Retry that charges and paces every retry it makes, backs off from the first
     retry on (urllib3 waits only from the second), and never retries HubSpot's DAILY 429."""
 
@@ -179,12 +179,6 @@ class MeteredRetry(Retry):
         fresh: MeteredRetry = super().increment(method, url, response, error, _pool, _stacktrace)
         fresh.search = bool(url and _SEARCH_PATH.search(url))
         return fresh
-
-    def get_backoff_time(self) -> float:
-        failures = len([h for h in self.history if h.redirect_location is None])
-        if failures < 1:
-            return 0.0
-        return float(max(0.0, min(self.backoff_max, self.backoff_factor * (2 ** (failures - 1)))))
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         if self.meter is not None:

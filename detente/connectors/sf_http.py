@@ -16,9 +16,9 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.response import BaseHTTPResponse
-from urllib3.util.retry import Retry
 
 from detente.connectors.base import BudgetExhausted, CallBudget
+from detente.connectors.retry import BackoffRetry
 from detente.settings import SalesforceSettings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -83,7 +83,7 @@ class Meter:
                 self._usage_seen = time.monotonic()
 
 
-class MeteredRetry(Retry):
+class MeteredRetry(BackoffRetry):
     """urllib3's Retry that spends one call from the meter before every retry it makes,
     and backs off from the first retry on (urllib3 waits only from the second)."""
 
@@ -95,12 +95,6 @@ class MeteredRetry(Retry):
         kw.setdefault("meter", self.meter)
         fresh: MeteredRetry = super().new(**kw)
         return fresh
-
-    def get_backoff_time(self) -> float:
-        failures = len([h for h in self.history if h.redirect_location is None])
-        if failures < 1:
-            return 0.0
-        return float(max(0.0, min(self.backoff_max, self.backoff_factor * (2 ** (failures - 1)))))
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         if self.meter is not None:
