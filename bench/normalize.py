@@ -229,6 +229,7 @@ def main() -> None:
     print("    stages: " + ", ".join(f"{k} {s:.1f} s" for k, s in first["stages"].items()))
     print(f"  after {changed} records changed ({args.share:.0%}) {again['seconds']:6.1f} s  "
           f"peak RSS {again['peak_rss_mb']:.0f} MB")
+    print("    stages: " + ", ".join(f"{k} {s:.1f} s" for k, s in again["stages"].items()))
     print(f"  nothing to do            {idle['seconds']:8.2f} s")
 
 

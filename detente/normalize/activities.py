@@ -13,6 +13,7 @@ the person (``people_pending``); the run recounts each queued person once, at it
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,12 +28,14 @@ from detente.normalize.batches import (
     PEOPLE,
     PEOPLE_PENDING,
     PERSON_RECORDS,
+    STATISTICS_EVERY,
     Key,
     RawRow,
     Rejected,
     chunks,
     each_dirty_chunk,
     group_keys,
+    keep_statistics,
     person_ids,
     quarantine,
     resolve_quarantine,
@@ -293,7 +296,9 @@ def recount_later(conn: Connection, ids: Iterable[int]) -> None:
 
 def recount(engine: Engine, report: Report, batch: int = 2_000) -> None:
     """Work out copies and counts of the queued people, a batch per transaction."""
-    while True:
+    for turn in itertools.count():
+        if turn % STATISTICS_EVERY == 0:
+            keep_statistics(engine)
         with engine.begin() as conn:
             ids = list(conn.execute(select(PEOPLE_PENDING.c.person_id).order_by(PEOPLE_PENDING.c.person_id)
                                     .limit(batch)).scalars())

@@ -5,12 +5,13 @@ over many parameter sets, never one ORM object at a time).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from detente.store.tables import (
@@ -100,6 +101,33 @@ def as_raw(row: Any) -> RawRow:
                   row.data if isinstance(row.data, dict) else {}, row.pulled_at)
 
 
+STATISTICS_EVERY = 10  # chunks or batches between checks of PostgreSQL's statistics
+_TABLES = ("raw_records", "record_links", "people", "person_records", "people_pending", "opportunities",
+           "activities", "transitions", "quarantine", "owners", "campaigns")
+
+
+def keep_statistics(engine: Engine) -> None:
+    """ANALYZE the tables that changed a lot since PostgreSQL last looked at them.
+
+    Without statistics (a store just filled, autovacuum not there yet) PostgreSQL reads an
+    ``IN (...)`` list of ids as a filter over every record of the object instead of looking
+    each id up, and a first run becomes quadratic. SQLite needs no statistics for these
+    plans (its indexes lead with the columns every lookup names).
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        found = conn.execute(text(
+            "SELECT relname, n_live_tup, n_mod_since_analyze, last_analyze, last_autoanalyze "
+            "FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(:names)"),
+            {"names": list(_TABLES)}).all()
+        for r in found:
+            never = r.last_analyze is None and r.last_autoanalyze is None
+            changed = int(r.n_mod_since_analyze or 0)
+            if changed > 1_000 and (never or changed > 0.2 * int(r.n_live_tup or 0)):
+                conn.execute(text(f'ANALYZE "{r.relname}"'))
+
+
 def each_dirty_chunk(
     engine: Engine, system: str, object_name: str, work: Callable[[Connection, list[RawRow]], None],
     *, size: int = CHUNK,
@@ -109,7 +137,9 @@ def each_dirty_chunk(
     the number of rows read."""
     after = ""
     total = 0
-    while True:
+    for turn in itertools.count():
+        if turn % STATISTICS_EVERY == 0:
+            keep_statistics(engine)
         with engine.begin() as conn:
             rows = [as_raw(r) for r in conn.execute(
                 select(*_RAW_COLUMNS)
@@ -123,6 +153,7 @@ def each_dirty_chunk(
             mark_read(conn, rows)
         total += len(rows)
         after = rows[-1].record_id
+    raise AssertionError("unreachable")
 
 
 def mark_read(conn: Connection, rows: Sequence[RawRow]) -> None:
@@ -186,6 +217,21 @@ def insert_returning_ids(conn: Connection, table: Table, rows: Sequence[dict[str
     """Insert rows; their new ids in the same order."""
     if not rows:
         return []
+    if conn.dialect.name == "sqlite":
+        # SQLite would return ids one row at a time; it hands out max(id) + 1 anyway, and a
+        # writer that came in between makes this transaction fail, never share an id.
+        start = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
+        ids = list(range(start + 1, start + 1 + len(rows)))
+        conn.execute(table.insert(), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
+        return ids
+    if conn.dialect.name == "postgresql":
+        # Ids from the table's own sequence, then one plain multi-row insert: RETURNING in
+        # parameter order would cost a round trip per batch of a few dozen rows.
+        ids = [int(i) for i in conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+            {"table": table.name, "n": len(rows)}).scalars()]
+        conn.execute(table.insert(), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
+        return ids
     result = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), list(rows))
     return [int(r[0]) for r in result]
 

@@ -49,6 +49,7 @@ class Link:
     merged_into: str | None = None
     tracked: dict[str, str | None] = field(default_factory=dict)
     seen_at: datetime | None = None
+    view: dict[str, Any] = field(default_factory=dict)
 
     def row(self, pending: bool) -> dict[str, Any]:
         return {
@@ -56,7 +57,7 @@ class Link:
             "email": self.email, "ref_lead": self.ref_lead, "ref_contact": self.ref_contact,
             "ref_opportunity": self.ref_opportunity, "ref_campaign": self.ref_campaign,
             "is_primary": self.is_primary, "created_at": self.created_at, "deleted": self.deleted,
-            "merged_into": self.merged_into, "tracked": self.tracked, "seen_at": self.seen_at,
+            "merged_into": self.merged_into, "tracked": self.tracked, "seen_at": self.seen_at, "view": self.view,
             "pending": pending,
         }
 
@@ -148,15 +149,15 @@ def _read_link(row: RawRow) -> Link:
 # -- the table ------------------------------------------------------------------------------
 
 
-# Everything but the tracked values, which only reading a record compares.
-_LIGHT = [c for c in LINKS.c if c.name not in ("tracked", "seen_at", "pending")]
+# Everything but the tracked values (only reading a record compares them) and the view.
+_LIGHT = [c for c in LINKS.c if c.name not in ("tracked", "seen_at", "pending", "view")]
 
 
 def _from_row(r: Any) -> Link:
     mapping = r._mapping
     return Link(Key(r.system, r.object, r.record_id), r.email, r.ref_lead, r.ref_contact, r.ref_opportunity,
                 r.ref_campaign, bool(r.is_primary), r.created_at, bool(r.deleted), r.merged_into,
-                dict(mapping.get("tracked") or {}), mapping.get("seen_at"))
+                dict(mapping.get("tracked") or {}), mapping.get("seen_at"), dict(mapping.get("view") or {}))
 
 
 def load(conn: Connection, keys: Iterable[Key], *, light: bool = False) -> dict[Key, Link]:
@@ -169,6 +170,17 @@ def load(conn: Connection, keys: Iterable[Key], *, light: bool = False) -> dict[
                     LINKS.c.system == system, LINKS.c.object == object_name, LINKS.c.record_id.in_(part))):
                 link = _from_row(r)
                 out[link.key] = link
+    return out
+
+
+def views(conn: Connection, keys: Iterable[Key]) -> dict[Key, dict[str, Any]]:
+    """The stored views of these records."""
+    out: dict[Key, dict[str, Any]] = {}
+    for (system, object_name), group in group_keys(keys).items():
+        for part in chunks(sorted({k.record_id for k in group})):
+            for r in conn.execute(select(LINKS.c.record_id, LINKS.c.view).where(
+                    LINKS.c.system == system, LINKS.c.object == object_name, LINKS.c.record_id.in_(part))):
+                out[Key(system, object_name, r.record_id)] = dict(r.view or {})
     return out
 
 

@@ -9,6 +9,9 @@ both); the value comes from the person's contact when it has one (a lead stops c
 conversion), else from the lead. Where the two CRMs disagree, marketing's fields (score,
 channel, offer) take HubSpot's value first and everything else takes Salesforce's first;
 either system fills in when the other has nothing.
+
+Mappings are applied as records are read: after changing them, run ``detente normalize
+--full`` so that every person is read again with the new ones.
 """
 
 from __future__ import annotations

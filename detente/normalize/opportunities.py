@@ -15,6 +15,7 @@ rebuilt a batch per transaction, keeping their ids.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -29,6 +30,7 @@ from detente.normalize.batches import (
     LINKS,
     OPPORTUNITIES,
     RAW,
+    STATISTICS_EVERY,
     Key,
     RawRow,
     Rejected,
@@ -36,6 +38,7 @@ from detente.normalize.batches import (
     chunks,
     each_dirty_chunk,
     insert_returning_ids,
+    keep_statistics,
     person_ids,
     quarantine,
     read_raw,
@@ -210,8 +213,10 @@ def _read_chunk(conn: Connection, rows: list[RawRow], now: datetime, report: Rep
 # -- pass 2: build -------------------------------------------------------------------------
 
 
-def build_pending(engine: Engine, now: datetime, lookups: Lookups, report: Report) -> None:
-    while True:
+def build_pending(engine: Engine, lookups: Lookups, report: Report) -> None:
+    for turn in itertools.count():
+        if turn % STATISTICS_EVERY == 0:
+            keep_statistics(engine)
         with engine.begin() as conn:
             seed = links.pending_keys(conn, [OPPORTUNITY, DEAL], BATCH)
             if not seed:

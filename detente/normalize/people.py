@@ -3,25 +3,28 @@
 It runs in two passes so that linking never sees half a change:
 
 1. **Read.** Each dirty lead, contact and HubSpot contact (a chunk per transaction) is read
-   into its link facts (``record_links``, marked pending), its transitions (HubSpot property
-   history and stage dates; changes no history explains), or quarantined. A campaign member
-   marks the lead or contact it names pending; a lead whose converted opportunity changed
-   marks that opportunity pending.
+   into its link facts and the values a person takes from it (``record_links``, marked
+   pending), its transitions (HubSpot property history and stage dates; changes no history
+   explains), or quarantined. A campaign member marks the lead or contact it names pending;
+   a lead whose converted opportunity changed marks that opportunity pending.
 2. **Link.** A batch of pending records is closed over everything that could change how they
    link (shared emails, the ids they claim or are claimed by, conversions, merges, and the
-   people they belonged to), re-linked (``detente.normalize.identity``), and written: the
-   people (ids kept stable, people that dissolved are marked deleted), ``person_records``,
-   and the activities, opportunities and transitions of records whose person changed, with
-   the activity counts of the people concerned.
+   people they belonged to) and re-linked (``detente.normalize.identity``) from
+   ``record_links`` alone, no raw record read twice. Then the people are written (ids kept
+   stable; people that dissolved are marked deleted), ``person_records`` too, and the
+   activities, opportunities and transitions of records whose person changed are re-tied;
+   the people concerned are queued for recounting their activities.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, or_, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from detente.normalize import activities, links, opportunities
 from detente.normalize import transitions as tr
@@ -30,21 +33,22 @@ from detente.normalize.batches import (
     LINKS,
     PEOPLE,
     PERSON_RECORDS,
+    STATISTICS_EVERY,
     Key,
     RawRow,
     Rejected,
     chunks,
     each_dirty_chunk,
     insert_returning_ids,
+    keep_statistics,
     person_ids,
     quarantine,
-    read_raw,
     resolve_quarantine,
     update_by_id,
 )
 from detente.normalize.identity import CONTACT, HUBSPOT, LEAD, Cluster, assign_person_ids, link_people
 from detente.normalize.lookups import Lookups
-from detente.normalize.profile import Context, Membership, View, person_row, read_view
+from detente.normalize.profile import Context, Membership, load_view, person_row, read_view, store_view
 from detente.normalize.report import Report
 
 LINK_BATCH = 1_000  # pending records per linking transaction (before closing over them)
@@ -81,7 +85,7 @@ def _read_chunk(conn: Connection, rows: list[RawRow], now: datetime, lookups: Lo
                 changes = tr.hubspot_history(row)
                 changes += tr.stage_dates(row, changes)
             if not row.deleted:
-                read_view(row, lookups.maps)
+                link = replace(link, view=store_view(read_view(row, lookups.maps)))
         except v.BadRecord as exc:
             rejected.append(Rejected(row.key, str(exc), payload(row)))
             continue
@@ -136,14 +140,16 @@ def _read_members(conn: Connection, rows: list[RawRow], now: datetime, report: R
 # -- pass 2: link --------------------------------------------------------------------------
 
 
-def link_pending(engine: Engine, now: datetime, lookups: Lookups, report: Report) -> None:
-    while True:
+def link_pending(engine: Engine, lookups: Lookups, report: Report) -> None:
+    for turn in itertools.count():
+        if turn % STATISTICS_EVERY == 0:
+            keep_statistics(engine)
         with engine.begin() as conn:
             seed = links.pending_keys(conn, links.PEOPLE_OBJECTS, LINK_BATCH)
             if not seed:
                 return
             component = closure(conn, seed)
-            _relink(conn, component, now, lookups, report)
+            _relink(conn, component, lookups, report)
             links.set_pending(conn, [*component, *seed], False)
 
 
@@ -168,8 +174,9 @@ def closure(conn: Connection, seed: Iterable[Key]) -> dict[Key, links.Link]:
         for part in chunks(lead_ids):
             to_load.update(links.find_keys(conn, hs_contacts, LINKS.c.ref_lead.in_(part)))
         for part in chunks(contact_ids):
-            to_load.update(links.find_keys(conn, LINKS.c.ref_contact.in_(part), or_(
-                hs_contacts, (LINKS.c.system == "salesforce") & (LINKS.c.object == "Lead"))))
+            for system, object_name in (HUBSPOT, LEAD):
+                to_load.update(links.find_keys(conn, LINKS.c.system == system, LINKS.c.object == object_name,
+                                               LINKS.c.ref_contact.in_(part)))
         for part in chunks(hs_ids):
             to_load.update(links.find_keys(conn, hs_contacts, LINKS.c.merged_into.in_(part)))
         for x in batch:
@@ -196,21 +203,12 @@ def _former_mates(conn: Connection, keys: Sequence[Key]) -> set[Key]:
     return out
 
 
-def _relink(conn: Connection, component: Mapping[Key, links.Link], now: datetime, lookups: Lookups,
-            report: Report) -> None:
+def _relink(conn: Connection, component: Mapping[Key, links.Link], lookups: Lookups, report: Report) -> None:
     previous = person_ids(conn, component)
     clusters = link_people(component.values())
     ids = assign_person_ids(clusters, previous)
-    live = [k for c in clusters for k, how in c.members.items() if not component[k].deleted]
-    raw = read_raw(conn, live)
-    views: dict[Key, View] = {}
-    rejected: list[Rejected] = []
-    for key, row in raw.items():
-        try:
-            views[key] = read_view(row, lookups.maps)
-        except v.BadRecord as exc:
-            rejected.append(Rejected(key, str(exc), payload(row)))
-    quarantine(conn, rejected, now)
+    live = [k for c in clusters for k in c.members if not component[k].deleted]
+    views = {k: load_view(stored) for k, stored in links.views(conn, live).items()}
     member_of = _memberships(conn, clusters, lookups)
     ctx = Context(lookups.salesforce_owners, lookups.hubspot_owners, lookups.campaigns_by_name, lookups.maps)
     rows = [person_row(c, views, member_of[i], ctx) for i, c in enumerate(clusters)]
@@ -239,7 +237,6 @@ def _relink(conn: Connection, component: Mapping[Key, links.Link], now: datetime
     report.add("people.new", len(fresh))
     report.add("people.dissolved", len(gone))
     report.add("people.conflicts", sum(1 for c in clusters if c.conflicts))
-    report.add("quarantined", len(rejected))
 
 
 def _write_person_records(conn: Connection, component: Mapping[Key, links.Link], clusters: Sequence[Cluster],

@@ -75,6 +75,23 @@ def read_view(row: RawRow, maps: Mappings) -> View:
     return view
 
 
+_TIMES = ("created", "modified")
+
+
+def store_view(view: View) -> dict[str, Any]:
+    """A view as JSON (``record_links.view``): datetimes as ISO text."""
+    return {k: (x.isoformat() if isinstance(x, datetime) else x) for k, x in view.items()}
+
+
+def load_view(stored: dict[str, Any]) -> View:
+    """A view back from JSON. Mapped datetimes stay text, which ``encode_attribute`` reads."""
+    view = dict(stored)
+    for name in _TIMES:
+        if isinstance(view.get(name), str):
+            view[name] = datetime.fromisoformat(view[name])
+    return view
+
+
 @dataclass(frozen=True)
 class Membership:
     """A Salesforce campaign membership of one of the person's leads or contacts."""

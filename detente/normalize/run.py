@@ -54,9 +54,9 @@ def normalize(engine: Engine, *, now: datetime, full: bool = False, maps: Mappin
         lookups = _lookups(engine, maps)
         _stage(report, "history", lambda: read_history(engine, now, report))
         _stage(report, "people.read", lambda: people.read_people(engine, now, lookups, report))
-        _stage(report, "people.link", lambda: people.link_pending(engine, now, lookups, report))
+        _stage(report, "people.link", lambda: people.link_pending(engine, lookups, report))
         _stage(report, "opportunities.read", lambda: opportunities.read_opportunities(engine, now, report))
-        _stage(report, "opportunities.build", lambda: opportunities.build_pending(engine, now, lookups, report))
+        _stage(report, "opportunities.build", lambda: opportunities.build_pending(engine, lookups, report))
         _stage(report, "activities", lambda: activities.write_activities(
             engine, now, (lookups.salesforce_owners, lookups.hubspot_owners), report))
         _stage(report, "recount", lambda: activities.recount(engine, report))

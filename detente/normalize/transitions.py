@@ -240,22 +240,19 @@ def write(conn: Connection, changes: Sequence[Change]) -> None:
 def _drop_explained(conn: Connection, history: Sequence[Change]) -> None:
     """Observed changes that a history row read later explains are the same change."""
     t = TRANSITIONS
-    for (system, object_name), group in group_keys(c.key for c in history).items():
-        ids = sorted({k.record_id for k in group})
-        for part in chunks(ids):
-            found = conn.execute(select(t.c.id, t.c.record_id, t.c.field, t.c.to_value, t.c.at).where(
-                t.c.system == system, t.c.object == object_name, t.c.record_id.in_(part), t.c.source == OBSERVED,
-            )).all()
-            if not found:
-                continue
-            by_record: dict[tuple[str, str, str], list[datetime]] = {}
-            for c in history:
-                if c.system == system and c.object == object_name:
-                    by_record.setdefault((c.record_id, c.field, c.to_value), []).append(c.at)
-            gone = [r.id for r in found if any(r.at - LATE_HISTORY <= at <= r.at
-                                               for at in by_record.get((r.record_id, r.field, r.to_value), []))]
-            if gone:
-                conn.execute(delete(t).where(t.c.id.in_(gone)))
+    by_record: dict[Key, dict[tuple[str, str], list[datetime]]] = {}
+    for c in history:
+        by_record.setdefault(c.key, {}).setdefault((c.field, c.to_value), []).append(c.at)
+    gone: list[int] = []
+    for (system, object_name), group in group_keys(by_record).items():
+        for part in chunks(sorted({k.record_id for k in group})):
+            for r in conn.execute(select(t.c.id, t.c.record_id, t.c.field, t.c.to_value, t.c.at).where(
+                    t.c.system == system, t.c.object == object_name, t.c.record_id.in_(part), t.c.source == OBSERVED)):
+                times = by_record[Key(system, object_name, r.record_id)].get((r.field, r.to_value), [])
+                if any(r.at - LATE_HISTORY <= at <= r.at for at in times):
+                    gone.append(r.id)
+    for doomed in chunks(gone):
+        conn.execute(delete(t).where(t.c.id.in_(doomed)))
 
 
 def relink_people(conn: Connection, keys: Iterable[Key]) -> None:

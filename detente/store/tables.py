@@ -288,17 +288,18 @@ class RecordLink(SQLModel, table=True):
     Leads, contacts and HubSpot contacts carry an email and the ids they claim; leads their
     conversion; contact roles, campaign members and deals the records they join. ``tracked``
     holds the status, stage and owner values last seen, so a change between pulls that no
-    history row explains can be recorded. ``pending`` marks records whose person or
-    opportunity must be worked out again.
+    history row explains can be recorded; ``view`` the values a person takes from the record.
+    ``pending`` marks records whose person or opportunity must be worked out again.
     """
 
     __tablename__ = "record_links"
     __table_args__ = (
+        # Object first: SQLite, without statistics, prefers the index that matches most columns.
         Index("record_links_email", "email"),
-        Index("record_links_lead", "ref_lead"),
-        Index("record_links_contact", "ref_contact"),
+        Index("record_links_lead", "system", "object", "ref_lead"),
+        Index("record_links_contact", "system", "object", "ref_contact"),
         Index("record_links_opportunity", "ref_opportunity"),
-        Index("record_links_merged", "merged_into"),
+        Index("record_links_merged", "system", "object", "merged_into"),
         Index("record_links_pending", "system", "object", "record_id",
               sqlite_where=text("pending = 1"), postgresql_where=text("pending")),
     )
@@ -318,5 +319,8 @@ class RecordLink(SQLModel, table=True):
     deleted: bool = False
     merged_into: str | None = Field(default=None, max_length=64)
     tracked: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONDoc, nullable=False))
+    view: dict[str, Any] = Field(default_factory=dict,
+                                 sa_column=Column(JSONDoc, nullable=False, server_default=text("'{}'")),
+                                 description="the values a person takes from this lead or contact")
     seen_at: datetime | None = _ts(default=None)
     pending: bool = False

@@ -57,8 +57,8 @@ def _pick(sb: Sandbox, **want: bool) -> list[dict[str, Any]]:
 
 
 def _other_user(sb: Sandbox, not_this: str) -> str:
-    return next(o["salesforce_user_id"] for o in sb.manifest()["owners"]
-                if o["salesforce_user_id"] != not_this and o["active"] and o["team"] == "Sales")
+    return str(next(o["salesforce_user_id"] for o in sb.manifest()["owners"]
+                    if o["salesforce_user_id"] != not_this and o["active"] and o["team"] == "Sales"))
 
 
 def test_only_the_people_a_change_affects_are_rewritten(ready: tuple[Sandbox, Engine]) -> None:
@@ -150,8 +150,8 @@ def test_a_new_lead_links_to_its_hubspot_contact_by_email(ready: tuple[Sandbox, 
     assert (after.id, after.salesforce_lead_id, after.hubspot_contact_id, after.identity_conflict) == (
         before.id, lead_id, person["hubspot_contact_id"], None)
     with engine.connect() as conn:
-        how = dict(conn.execute(text("SELECT record_id, linked_by FROM person_records WHERE person_id = :p"),
-                                {"p": after.id}).all())
+        how = {r.record_id: r.linked_by for r in conn.execute(
+            text("SELECT record_id, linked_by FROM person_records WHERE person_id = :p"), {"p": after.id})}
     assert how == {lead_id: "self", person["hubspot_contact_id"]: "email"}
 
 

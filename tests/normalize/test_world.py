@@ -38,11 +38,13 @@ def _records(p: dict[str, Any]) -> list[Key]:
 def _manifest_people(world: World) -> dict[str, int]:
     """Manifest person key → people.id (each person's records all sit in one row)."""
     person_of = _person_of(world)
-    out = {}
+    out: dict[str, int] = {}
     for p in world.manifest["people"]:
         ids = {person_of.get(k) for k in _records(p)}
         assert len(ids) == 1 and None not in ids, (p["key"], ids)
-        out[p["key"]] = ids.pop()
+        found = ids.pop()
+        assert found is not None
+        out[p["key"]] = found
     return out
 
 
