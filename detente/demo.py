@@ -27,13 +27,6 @@ def _session(ca: str) -> requests.Session:
     return session
 
 
-# Which planted problem each finding answers (kind, rule) → manifest kind.
-_FINDING_TO_PLANTED = {
-    ("definition_drift", "mql"): "definition_drift",
-    ("missed_label", "mql"): "missed_label",
-}
-
-
 def _cycle(sb: Sandbox, out: Callable[[str], Any]) -> Counter[str]:
     """pull → normalize → audit into a throw-away store; findings counted per planted kind."""
     from datetime import UTC, datetime
@@ -42,6 +35,7 @@ def _cycle(sb: Sandbox, out: Callable[[str], Any]) -> Counter[str]:
     from detente.normalize.run import normalize
     from detente.reconcile.facts import load_facts
     from detente.reconcile.ledger import evaluate
+    from detente.reconcile.score import manifest_kind
     from detente.rules import RulesError, load_rules
     from detente.settings import Settings
     from detente.store.engine import create_schema, make_engine
@@ -64,10 +58,13 @@ def _cycle(sb: Sandbox, out: Callable[[str], Any]) -> Counter[str]:
         return Counter()
     started = time.monotonic()
     normalize(engine, now=now, maps=maps or DEFAULT)
+    # Audited as of the world's own moment, so that a clock the world left running is not
+    # seen falling due while the demo runs.
+    as_of = datetime.fromisoformat(sb.manifest()["generator"]["as_of"].replace("Z", "+00:00"))
     with engine.connect() as conn:
         people = conn.exec_driver_sql("SELECT count(*) FROM people").scalar()
-        facts = load_facts(conn, rules, now)
-    findings = evaluate(facts, rules, now)
+        facts = load_facts(conn, rules, as_of)
+    findings = evaluate(facts, rules, as_of)
     out(f"Linked them into {people} people and audited them against the agreement "
         f"(rules version {rules.version}) in {time.monotonic() - started:.1f} s: {len(findings)} findings.")
     for f in findings[:3]:
@@ -75,10 +72,8 @@ def _cycle(sb: Sandbox, out: Callable[[str], Any]) -> Counter[str]:
     engine.dispose()
     found: Counter[str] = Counter()
     for f in findings:
-        planted = _FINDING_TO_PLANTED.get((f.kind, f.rule), f.rule if f.kind == "identity" else None)
-        if f.kind == "disagreement":
-            planted = "stage_disagreement"
-        if planted:
+        planted = manifest_kind(f)
+        if planted is not None:
             found[planted] += 1
     return found
 
@@ -137,8 +132,9 @@ def run_demo(*, size: int, seed: int, out: Callable[[str], Any]) -> None:
         out("\nProblems planted in this world, and what detente's audit found:")
         out(f"  {'planted problem':<36} {'planted':>8} {'found':>8}")
         for kind, n in sorted(problems.items()):
-            shown = str(found[kind]) if kind in found else "not yet audited"
-            out(f"  {kind:<36} {n:>8} {shown:>8}")
+            out(f"  {kind:<36} {n:>8} {found.get(kind, 0):>8}")
+        for kind, n in sorted((k, n) for k, n in found.items() if k not in problems):
+            out(f"  {kind + ' (not planted)':<36} {0:>8} {n:>8}")
         stats = session.get(f"{info.salesforce}/__sandbox/stats", timeout=30).json()
         hstats = session.get(f"{info.hubspot}/__sandbox/stats", timeout=30).json()
         out(f"\nAPI calls served: Salesforce {stats['total_calls']}, HubSpot {hstats['total_calls']}")

@@ -152,6 +152,7 @@ def opportunity_row(parts: Parts, stages: Mapping[str, Stage], sf_owners: Mappin
         "name": pick("name"), "stage": pick("stage"), "hubspot_stage": hs.get("hubspot_stage"),
         "amount": pick("amount"), "close_date": close_date, "is_closed": is_closed,
         "is_won": bool(pick("is_won")), "loss_reason": pick("loss_reason"), "source": pick("source"),
+        "salesforce_loss_reason": sf.get("loss_reason"), "hubspot_loss_reason": hs.get("loss_reason"),
         "campaign_id": campaigns.get(sf["campaign"]) if sf.get("campaign") else None,
         "owner_id": owner, "created_at": min(created) if created else None,
         "closed_at": closed_at if is_closed else None,

@@ -16,18 +16,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, func, literal, or_, select
 
 from detente.rules import checked as c
+from detente.rules.conditions import Condition
 from detente.rules.evaluate import PersonQuery, StageEvaluator, fields_of, team_case
 from detente.rules.sql import Params
-from detente.store.tables import Opportunity, Owner, Person, RecordLink, Transition
+from detente.store.tables import Activity, Opportunity, Owner, Person, RecordLink, Transition
 
 PEOPLE = Person.__table__  # type: ignore[attr-defined]
 OWNERS = Owner.__table__  # type: ignore[attr-defined]
 OPPORTUNITIES = Opportunity.__table__  # type: ignore[attr-defined]
 TRANSITIONS = Transition.__table__  # type: ignore[attr-defined]
 LINKS = RecordLink.__table__  # type: ignore[attr-defined]
+ACTIVITIES = Activity.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -35,16 +37,35 @@ class Change:
     """One value a CRM field took, and when."""
 
     system: str
+    object: str
     field: str
     value: str | None
     at: datetime
 
 
 @dataclass(frozen=True)
+class ActivityFact:
+    """One activity logged on a person (connector copies and deleted ones are left out)."""
+
+    at: datetime
+    owner_id: int | None
+    system: str
+
+
+@dataclass(frozen=True)
 class OwnerFact:
+    """An owner with the agreed team: ``team`` as of now, ``past_team`` while they were active.
+
+    The store keeps no history of a user's active flag, so past assignments and activities
+    are judged as if the owner were active then (a rep who left still worked the lead).
+    """
+
     id: int
     email: str
     team: str | None
+    past_team: str | None = None
+    salesforce_user_id: str | None = None
+    hubspot_owner_id: str | None = None
 
 
 @dataclass
@@ -67,7 +88,8 @@ class PersonFact:
     definitions: frozenset[str] = frozenset()
     labels: Mapping[str, frozenset[str]] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
-    values: dict[str, Any] = field(default_factory=dict)  # the definitions' fields, by unified name
+    activities: list[ActivityFact] = field(default_factory=list)  # sorted by time
+    values: dict[str, Any] = field(default_factory=dict)  # the conditions' fields, by unified name
 
     @property
     def owner_id(self) -> int | None:
@@ -87,9 +109,13 @@ class OpportunityFact:
     hubspot_stage: str | None
     is_closed: bool
     is_won: bool
-    loss_reason: str | None
+    salesforce_loss_reason: str | None
+    hubspot_loss_reason: str | None
+    source: str | None
+    name: str | None
     owner_id: int | None
     salesforce_lead_id: str | None
+    created_at: datetime | None
     closed_at: datetime | None
 
 
@@ -119,13 +145,25 @@ class Facts:
     stage_names: tuple[str, ...] = ()
     lead_status_since: dict[str, datetime] = field(default_factory=dict)  # lead id -> current Status since
 
+    owner_by_crm: dict[tuple[str, str], int] = field(default_factory=dict)  # (system, CRM user id) -> owner
+    # Per person, the next moment a check's result changes by time alone (a clock falls due,
+    # a grace period ends): the checks note it, the incremental audit looks again then.
+    wake: dict[int, datetime] = field(default_factory=dict)
+
     def owner(self, owner_id: int | None) -> OwnerFact | None:
         return None if owner_id is None else self.owners.get(owner_id)
 
+    def wake_at(self, person_id: int, moment: datetime) -> None:
+        if person_id not in self.wake or moment < self.wake[person_id]:
+            self.wake[person_id] = moment
+
 
 def load_facts(conn: Connection, rules: c.Rules, now: datetime,
-               person_ids: Sequence[int] | None = None) -> Facts:
-    """Everything the checks read, as of the store's current contents (``now`` for conditions)."""
+               person_ids: Sequence[int] | None = None, *, records: bool = True) -> Facts:
+    """What the checks read about ``person_ids`` (every live person when None), as of the
+    store's current contents (``now`` for conditions): the people, their opportunities and
+    (``records``) every CRM record's identity claims, for the identity checks.
+    """
     people = _people(conn, person_ids)
     evaluator = StageEvaluator(rules)
     for m in evaluator.memberships(conn, now, person_ids):
@@ -134,10 +172,61 @@ def load_facts(conn: Connection, rules: c.Rules, now: datetime,
             p.definitions = m.definitions
             p.labels = m.labels
     _changes(conn, people, person_ids)
+    _activities(conn, people, person_ids)
     _values(conn, rules, now, people, person_ids)
-    return Facts(people=people, owners=_owners(conn, rules, now), opportunities=_opportunities(conn),
-                 records=_records(conn), stage_names=tuple(rules.stages),
-                 lead_status_since=_lead_status_since(conn))
+    owners = _owners(conn, rules, now)
+    by_crm = {(system, crm_id): o.id for o in owners.values()
+              for system, crm_id in (("salesforce", o.salesforce_user_id), ("hubspot", o.hubspot_owner_id)) if crm_id}
+    leads = None if person_ids is None else [p.salesforce_lead_id for p in people.values() if p.salesforce_lead_id]
+    return Facts(people=people, owners=owners, opportunities=_opportunities(conn, person_ids),
+                 records=_records(conn) if records else _lead_records(conn, leads or []),
+                 stage_names=tuple(rules.stages), lead_status_since=_lead_status_since(conn, leads),
+                 owner_by_crm=by_crm)
+
+
+def load_identity_facts(conn: Connection, rules: c.Rules, now: datetime) -> Facts:
+    """What the identity checks read: only the CRM records in a conflict (found in SQL), and
+    the people holding them."""
+    records = _records(conn, _conflicting_records(conn))
+    lead_ids = sorted({r.record_id for r in records if r.object == "Lead"}
+                      | {r.ref_lead for r in records if r.ref_lead})
+    contact_ids = sorted({r.record_id for r in records if r.object == "contacts"})
+    p = PEOPLE
+    holders = [int(i) for (i,) in conn.execute(select(p.c.id).where(
+        p.c.deleted.is_(False), or_(p.c.salesforce_lead_id.in_(lead_ids), p.c.hubspot_contact_id.in_(contact_ids))))]
+    people = _people(conn, holders)
+    owners = _owners(conn, rules, now)
+    return Facts(people=people, owners=owners, opportunities={}, records=records, stage_names=tuple(rules.stages),
+                 lead_status_since=_lead_status_since(conn, lead_ids))
+
+
+def _conflicting_records(conn: Connection) -> list[tuple[str, str, str]]:
+    """Keys of the records the identity checks can find something about, found set-wise."""
+    x = LINKS
+    live = and_(x.c.deleted.is_(False), x.c.merged_into.is_(None))
+    leads = and_(x.c.system == "salesforce", x.c.object == "Lead")
+    contacts = and_(x.c.system == "hubspot", x.c.object == "contacts")
+    shared_email = select(x.c.email).where(leads, live, x.c.email.is_not(None)) \
+        .group_by(x.c.email).having(func.count() > 1)
+    shared_lead = select(x.c.ref_lead).where(contacts, live, x.c.ref_lead.is_not(None)) \
+        .group_by(x.c.ref_lead).having(func.count() > 1)
+    claimed = x.alias("claimed")
+    gone = select(claimed.c.record_id).where(
+        claimed.c.system == "salesforce", claimed.c.object == "Lead",
+        or_(claimed.c.deleted.is_(True), claimed.c.ref_contact.is_not(None)))
+    keys: set[tuple[str, str, str]] = set()
+    queries = [
+        select(x.c.system, x.c.object, x.c.record_id).where(leads, live, x.c.email.in_(shared_email)),
+        select(x.c.system, x.c.object, x.c.record_id).where(contacts, live, x.c.ref_lead.in_(shared_lead)),
+        select(x.c.system, x.c.object, x.c.record_id).where(contacts, live, x.c.ref_lead.in_(gone)),
+    ]
+    for q in queries:
+        keys.update((str(a), str(b), str(c_)) for a, b, c_ in conn.execute(q))
+    lead_refs = select(x.c.ref_lead).where(contacts, x.c.record_id.in_([k[2] for k in keys if k[1] == "contacts"]))
+    for (lead_id,) in conn.execute(lead_refs):
+        if lead_id:
+            keys.add(("salesforce", "Lead", str(lead_id)))
+    return sorted(keys)
 
 
 def _people(conn: Connection, person_ids: Sequence[int] | None) -> dict[int, PersonFact]:
@@ -153,21 +242,34 @@ def _people(conn: Connection, person_ids: Sequence[int] | None) -> dict[int, Per
 
 def _changes(conn: Connection, people: dict[int, PersonFact], person_ids: Sequence[int] | None) -> None:
     t = TRANSITIONS
-    stmt = select(t.c.person_id, t.c.system, t.c.field, t.c.to_value, t.c.at).where(t.c.person_id.is_not(None)) \
-        .order_by(t.c.person_id, t.c.at, t.c.id)
+    stmt = select(t.c.person_id, t.c.system, t.c.object, t.c.field, t.c.to_value, t.c.at) \
+        .where(t.c.person_id.is_not(None)).order_by(t.c.person_id, t.c.at, t.c.id)
     if person_ids is not None:
         stmt = stmt.where(t.c.person_id.in_(list(person_ids)))
     for r in conn.execute(stmt):
         person = people.get(r.person_id)
         if person is not None:
-            person.changes.append(Change(r.system, r.field, r.to_value or None, r.at))
+            person.changes.append(Change(r.system, r.object, r.field, r.to_value or None, r.at))
+
+
+def _activities(conn: Connection, people: dict[int, PersonFact], person_ids: Sequence[int] | None) -> None:
+    a = ACTIVITIES
+    stmt = select(a.c.person_id, a.c.occurred_at, a.c.owner_id, a.c.system).where(
+        a.c.person_id.is_not(None), a.c.deleted.is_(False), a.c.copy_of.is_(None), a.c.occurred_at.is_not(None),
+    ).order_by(a.c.person_id, a.c.occurred_at, a.c.id)
+    if person_ids is not None:
+        stmt = stmt.where(a.c.person_id.in_(list(person_ids)))
+    for r in conn.execute(stmt):
+        person = people.get(r.person_id)
+        if person is not None:
+            person.activities.append(ActivityFact(r.occurred_at, r.owner_id, r.system))
 
 
 def _values(conn: Connection, rules: c.Rules, now: datetime, people: dict[int, PersonFact],
             person_ids: Sequence[int] | None) -> None:
     """The values of every field a stage definition reads, for the explanations."""
     params = Params()
-    wanted = fields_of([s.definition for s in rules.stages.values()], rules)
+    wanted = fields_of([s.definition for s in rules.stages.values()] + sla_conditions(rules), rules)
     query = PersonQuery(rules, wanted, params)
     stmt = select(query.people.c.id, *(query.column(f).label(f.name) for f in wanted)) \
         .select_from(query.from_clause).where(query.live())
@@ -179,11 +281,13 @@ def _values(conn: Connection, rules: c.Rules, now: datetime, people: dict[int, P
             person.values = {f.name: r._mapping[f.name] for f in wanted}
 
 
-def _lead_status_since(conn: Connection) -> dict[str, datetime]:
+def _lead_status_since(conn: Connection, lead_ids: Sequence[str] | None) -> dict[str, datetime]:
     """Per Salesforce lead, when its current Status was set (the final run of that value)."""
     t = TRANSITIONS
     stmt = select(t.c.record_id, t.c.to_value, t.c.at).where(
         t.c.system == "salesforce", t.c.object == "Lead", t.c.field == "Status").order_by(t.c.record_id, t.c.at, t.c.id)
+    if lead_ids is not None:
+        stmt = stmt.where(t.c.record_id.in_(list(lead_ids)))
     since: dict[str, datetime] = {}
     last: dict[str, str | None] = {}
     for r in conn.execute(stmt):
@@ -193,27 +297,74 @@ def _lead_status_since(conn: Connection) -> dict[str, datetime]:
     return since
 
 
+def sla_conditions(rules: c.Rules) -> list[Condition]:
+    """Every condition the SLAs evaluate per person (applies_to, condition events, require)."""
+    found: list[Condition] = []
+    for sla in rules.slas:
+        found += [x for x in (sla.applies_to, sla.start.condition, sla.stop.condition) if x is not None]
+        if sla.require is not None:
+            found.append(sla.require.condition)
+    return found
+
+
 def _owners(conn: Connection, rules: c.Rules, now: datetime) -> dict[int, OwnerFact]:
     o = OWNERS.alias("o")
+    # The same owners as if every one were active: the team they belonged to while they were.
+    active = select(*(literal(True).label("active") if col.name == "active" else col for col in OWNERS.c)) \
+        .subquery("past")
     params = Params()
-    stmt = select(o.c.id, o.c.email, team_case(rules, o, params).label("team"))
-    return {r.id: OwnerFact(r.id, r.email, r.team) for r in conn.execute(stmt, params.bind(now))}
+    past = select(active.c.id, team_case(rules, active, params).label("team"))
+    past_team = {r.id: r.team for r in conn.execute(past, params.bind(now))}
+    params = Params()
+    stmt = select(o.c.id, o.c.email, o.c.salesforce_user_id, o.c.hubspot_owner_id,
+                  team_case(rules, o, params).label("team"))
+    return {r.id: OwnerFact(r.id, r.email, r.team, past_team.get(r.id), r.salesforce_user_id, r.hubspot_owner_id)
+            for r in conn.execute(stmt, params.bind(now))}
 
 
-def _opportunities(conn: Connection) -> dict[int, OpportunityFact]:
+OPPORTUNITY_COLUMNS = tuple(OPPORTUNITIES.c[name] for name in (
+    "id", "salesforce_id", "hubspot_deal_id", "person_id", "stage", "hubspot_stage", "is_closed", "is_won",
+    "salesforce_loss_reason", "hubspot_loss_reason", "source", "name", "owner_id", "salesforce_lead_id", "created_at",
+    "closed_at"))
+
+
+def _opportunities(conn: Connection, person_ids: Sequence[int] | None) -> dict[int, OpportunityFact]:
     o = OPPORTUNITIES
-    stmt = select(o.c.id, o.c.salesforce_id, o.c.hubspot_deal_id, o.c.person_id, o.c.stage, o.c.hubspot_stage,
-                  o.c.is_closed, o.c.is_won, o.c.loss_reason, o.c.owner_id, o.c.salesforce_lead_id,
-                  o.c.closed_at).where(o.c.deleted.is_(False))
+    stmt = select(*OPPORTUNITY_COLUMNS).where(o.c.deleted.is_(False))
+    if person_ids is not None:
+        stmt = stmt.where(o.c.person_id.in_(list(person_ids)))
     return {r.id: OpportunityFact(**r._mapping) for r in conn.execute(stmt)}
 
 
-def _records(conn: Connection) -> list[RecordFact]:
+def load_unowned(conn: Connection, rules: c.Rules, now: datetime) -> Facts:
+    """The opportunities linked to no person, for the opportunity checks."""
+    o = OPPORTUNITIES
+    stmt = select(*OPPORTUNITY_COLUMNS).where(o.c.deleted.is_(False), o.c.person_id.is_(None))
+    opportunities = {r.id: OpportunityFact(**r._mapping) for r in conn.execute(stmt)}
+    return Facts(people={}, owners=_owners(conn, rules, now), opportunities=opportunities, records=[],
+                 stage_names=tuple(rules.stages))
+
+
+RECORD_COLUMNS = (LINKS.c.system, LINKS.c.object, LINKS.c.record_id, LINKS.c.email, LINKS.c.ref_lead,
+                  LINKS.c.ref_contact, LINKS.c.ref_opportunity, LINKS.c.created_at, LINKS.c.deleted,
+                  LINKS.c.merged_into, LINKS.c.seen_at)
+
+
+def _records(conn: Connection, keys: Sequence[tuple[str, str, str]] | None = None) -> list[RecordFact]:
     x = LINKS
-    stmt = select(x.c.system, x.c.object, x.c.record_id, x.c.email, x.c.ref_lead, x.c.ref_contact,
-                  x.c.ref_opportunity, x.c.created_at, x.c.deleted, x.c.merged_into, x.c.seen_at) \
-        .where(x.c.object.in_(["Lead", "Contact", "contacts"]))
-    return [RecordFact(**r._mapping) for r in conn.execute(stmt)]
+    if keys is None:
+        stmt = select(*RECORD_COLUMNS).where(x.c.object.in_(["Lead", "Contact", "contacts"]))
+        return [RecordFact(**r._mapping) for r in conn.execute(stmt)]
+    out: list[RecordFact] = []
+    for system, object_name in sorted({(k[0], k[1]) for k in keys}):
+        ids = [k[2] for k in keys if (k[0], k[1]) == (system, object_name)]
+        stmt = select(*RECORD_COLUMNS).where(x.c.system == system, x.c.object == object_name, x.c.record_id.in_(ids))
+        out += [RecordFact(**r._mapping) for r in conn.execute(stmt)]
+    return out
+
+
+def _lead_records(conn: Connection, lead_ids: Sequence[str]) -> list[RecordFact]:
+    return _records(conn, [("salesforce", "Lead", i) for i in lead_ids])
 
 
 def group_by(items: Sequence[Any], key: Any) -> dict[Any, list[Any]]:

@@ -68,7 +68,8 @@ def label_since(person: PersonFact, stage: c.Stage, system: str) -> datetime | N
     return since
 
 
-def _base(person: PersonFact, facts: Facts, team: str | None) -> dict[str, object]:
+def base_fields(person: PersonFact, facts: Facts, team: str | None) -> dict[str, object]:
+    """The finding fields that name a person: ids in both systems, owner, team, records."""
     owner = facts.owner(person.owner_id)
     return {"person_id": person.id, "email": person.email,
             "salesforce_id": person.salesforce_lead_id or person.salesforce_contact_id,
@@ -107,7 +108,7 @@ def drift(facts: Facts, rules: c.Rules, now: datetime) -> Iterator[Finding]:
             reason = why_not(explain(stage.definition, person.values, now))
             said = " and ".join(_said(person, name, s, rules) for s in systems)
             yield Finding(DRIFT, name, f"person:{person.id}", f"{said}, but the {name} definition does not hold: "
-                          f"{reason}", min(opened, now), **_base(person, facts, stage.owner))  # type: ignore[arg-type]
+                          f"{reason}", min(opened, now), **base_fields(person, facts, stage.owner))  # type: ignore[arg-type]
 
 
 def missed_label(facts: Facts, rules: c.Rules, now: datetime) -> Iterator[Finding]:
@@ -122,12 +123,13 @@ def missed_label(facts: Facts, rules: c.Rules, now: datetime) -> Iterator[Findin
             since = person.modified_at or person.created_at or now
             due = since + stage.grace.calendar
             if due > now:
+                facts.wake_at(person.id, due)
                 continue
             held = explain(stage.definition, person.values, now).detail
             yield Finding(MISSED_LABEL, name, f"person:{person.id}",
                           f"the {name} definition holds ({_held(stage, person, now) or held}) since "
                           f"{since:%Y-%m-%d %H:%M} UTC at the latest, longer than the grace of {stage.grace}, "
-                          f"and neither CRM labels it", due, **_base(person, facts, stage.owner))  # type: ignore[arg-type]
+                          f"and neither CRM labels it", due, **base_fields(person, facts, stage.owner))  # type: ignore[arg-type]
 
 
 def _held(stage: c.Stage, person: PersonFact, now: datetime) -> str:
@@ -151,4 +153,4 @@ def disagreement(facts: Facts, rules: c.Rules, now: datetime) -> Iterator[Findin
             yield Finding(DISAGREEMENT, f"{hs_stage}~{sf_stage}", f"person:{person.id}",
                           f"HubSpot says {hs_stage} ({person.hubspot_lifecyclestage}) while Salesforce says "
                           f"{sf_stage} ({person.salesforce_status}); the agreement never allows both",
-                          min(opened, now), **_base(person, facts, rules.stages[ahead].owner))  # type: ignore[arg-type]
+                          min(opened, now), **base_fields(person, facts, rules.stages[ahead].owner))  # type: ignore[arg-type]

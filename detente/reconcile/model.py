@@ -40,6 +40,14 @@ class Finding:
     team: str | None = None
     owner_email: str | None = None
     due_at: datetime | None = None
+    # SLA clocks: running, met or breached, and when the clock started and stopped.
+    state: str | None = None
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    # A finding may be true of the past only (an SLA stopped late): resolved when found.
+    status: str = "open"
+    resolved_at: datetime | None = None
+    resolution: str | None = None
 
     @property
     def key(self) -> str:

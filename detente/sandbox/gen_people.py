@@ -615,8 +615,8 @@ def sales_phase(ctx: Ctx, p: Person, first: datetime, plan: Plan) -> None:
     moment = ctx.check(first)
     last = moment
     for i in range(count):
-        if i:
-            moment = ctx.check(ctx.bh(moment, 2, 30))
+        if i:  # close enough that even ten touches end in an outcome within the outcome window
+            moment = ctx.check(ctx.bh(moment, 1, 8))
         log_activity(ctx, p, moment, current_rep(ctx, p, moment))
         last = moment
         if i == 0 and not plan.salesforce_frozen:
@@ -628,7 +628,7 @@ def sales_phase(ctx: Ctx, p: Person, first: datetime, plan: Plan) -> None:
                 p.hs.synced.append(mirrored)
     if outcome == "stop":
         return
-    decided = ctx.check(ctx.bh(last, 1, 16))
+    decided = ctx.check(ctx.bh(last, 1, 6))
     rep = current_rep(ctx, p, decided)
     if outcome == "disagree":
         disagree(ctx, p, decided, plan)
@@ -1062,8 +1062,12 @@ def plant_idle_with_sales(ctx: Ctx, p: Person) -> Problem | None:
         return None
     touched = last_touch(p)
     days = ctx.agreement.idle_with_sales_days
-    if touched + timedelta(days=days) > ctx.as_of:
+    handed = handed_over(p)
+    if touched + timedelta(days=days) > ctx.as_of or handed is None:
         return None
+    if handed + timedelta(days=ctx.agreement.outcome_window_days) <= ctx.as_of:
+        return None  # the outcome SLA would be breached too: one problem per person
+
     return Problem("idle_with_sales",
                    f"owner {lead.owner.value.email}; no activity or status change since {fmt(touched)}"
                    f" (> {days} days)", touched + timedelta(days=days), lead.owner.value, "sales")
@@ -1148,7 +1152,7 @@ PLANTERS: dict[str, tuple[Planter, float, float]] = {
     "closed_lost_without_reason": (plant_closed_lost_without_reason, 60, 340),
     "won_not_in_hubspot": (plant_won_not_in_hubspot, 60, 340),
     "converted_without_opportunity": (plant_converted_without_opportunity, 20, 330),
-    "idle_with_sales": (plant_idle_with_sales, 20, 300),
+    "idle_with_sales": (plant_idle_with_sales, 18, 29),
     "duplicate_lead_email": (plant_duplicate_lead_email, 5, 340),
     "hubspot_contacts_share_lead": (plant_hubspot_contacts_share_lead, 5, 340),
     "hubspot_lead_deleted": (plant_hubspot_lead_deleted, 5, 340),

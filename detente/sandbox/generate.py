@@ -82,7 +82,9 @@ hubspot_lead_converted           salesforceleadid points at a converted lead and
 Fine print, as the clocks are read: the hand-over clock starts at the first MQL label in
 either system and runs only while the definition holds (drift is reported instead); the
 first-contact clock starts when a sales owner first appears (either system) for a person
-who was ever labelled MQL, and outbound leads have none; "open" leads are those with Status
+who was ever labelled MQL, and outbound leads have none; the outcome clock (an outcome
+within ``outcome_window_days`` of the first sales owner) is kept by every journey, planted
+or clean, whose problem is not about it; "open" leads are those with Status
 Open - Not Contacted, Marketing Qualified, Working - Contacted or Sales Qualified; a
 nurtured person goes back to a marketing owner with hs_lead_status BAD_TIMING; a duplicate
 lead (same email) carries no score and stays with marketing, so it breaks no other rule.

@@ -42,8 +42,11 @@ class FindingRow(SQLModel, table=True):
     team: str | None = Field(default=None, max_length=64)
     owner_email: str | None = Field(default=None, max_length=320)
     status: str = Field(max_length=16, description="open or resolved")
+    state: str | None = Field(default=None, max_length=16, description="SLA clocks: running, met or breached")
     opened_at: datetime = _ts()
     due_at: datetime | None = _ts(default=None)
+    started_at: datetime | None = _ts(default=None, description="SLA clocks: when the clock started")
+    stopped_at: datetime | None = _ts(default=None, description="SLA clocks: when it stopped")
     resolved_at: datetime | None = _ts(default=None)
     resolution: str | None = None
     explanation: str
@@ -59,8 +62,31 @@ class FindingEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     finding_key: str = Field(max_length=400)
     at: datetime = _ts()
-    event: str = Field(max_length=16, description="opened, updated, resolved, reopened")
+    event: str = Field(max_length=16, description="opened, updated, resolved, reopened, recorded")
     rules_version: str = Field(max_length=64)
     status: str = Field(max_length=16)
+    state: str | None = Field(default=None, max_length=16)
     due_at: datetime | None = _ts(default=None)
     explanation: str
+
+
+class AuditState(SQLModel, table=True):
+    """Where the incremental audit stands: one row."""
+
+    __tablename__ = "audit_state"
+
+    id: int = Field(default=1, primary_key=True)
+    rules_version: str = Field(max_length=64, description="the rules the findings were last evaluated with")
+    watermark: datetime | None = _ts(default=None, description="raw rows pulled up to here are audited")
+    evaluated_at: datetime = _ts()
+    full_at: datetime | None = _ts(default=None, description="the last run that evaluated everyone")
+
+
+class AuditWake(SQLModel, table=True):
+    """A person whose findings change by time alone at ``at`` (a clock falls due)."""
+
+    __tablename__ = "audit_wake"
+    __table_args__ = (Index("audit_wake_at", "at"),)
+
+    person_id: int = Field(primary_key=True)
+    at: datetime = _ts()

@@ -32,6 +32,7 @@ class RawRecord(SQLModel, table=True):
     __tablename__ = "raw_records"
     __table_args__ = (
         Index("raw_records_dirty", "dirty", "system", "object"),
+        Index("raw_records_pulled", "pulled_at"),  # what changed since the last audit
         # The normalizer pages through one object's dirty rows in id order.
         Index("raw_records_dirty_keys", "system", "object", "record_id",
               sqlite_where=text("dirty = 1"), postgresql_where=text("dirty")),
@@ -209,6 +210,8 @@ class Opportunity(SQLModel, table=True):
     is_closed: bool = False
     is_won: bool = False
     loss_reason: str | None = None
+    salesforce_loss_reason: str | None = Field(default=None, description="Loss_Reason__c as Salesforce has it")
+    hubspot_loss_reason: str | None = Field(default=None, description="closed_lost_reason as HubSpot has it")
     source: str | None = None
     campaign_id: int | None = Field(default=None, foreign_key="campaigns.id")
     owner_id: int | None = Field(default=None, foreign_key="owners.id")
