@@ -17,6 +17,7 @@ import argparse
 import json
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -80,37 +81,40 @@ def tile(base: Path, people: int, into: Path) -> str:
     url = f"sqlite:///{into / 'audit.db'}"
     engine = make_engine(url)
     create_schema(engine)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"ATTACH DATABASE '{base}' AS base")
-        base_people = conn.execute(text("SELECT count(*) FROM base.people")).scalar_one()
-        maxima = {t: conn.execute(text(f"SELECT coalesce(max(id), 0) FROM base.{t}")).scalar_one() + 1
-                  for t in ("people", "transitions", "activities", "opportunities")}
-        copies = -(-people // base_people)
-        columns = {t: [c["name"] for c in inspect(engine).get_columns(t)] for t in INTS}
-        for table in COPIED:
-            if table in inspect(engine).get_table_names():
-                conn.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM base.{table}")
-        for k in range(copies):
-            for table, cols in columns.items():
-                exprs = []
-                for col in cols:
-                    if col in INTS[table]:
-                        exprs.append(f"{col} + {k * maxima[INTS[table][col]]}")
-                    elif col in IDS[table]:
-                        exprs.append(f"CASE WHEN {col} IS NULL THEN NULL ELSE {col} || '~{k}' END")
-                    elif col in EMAILS.get(table, ()):
-                        exprs.append(f"replace({col}, '@', '+{k}@')")
-                    else:
-                        exprs.append(col)
-                conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(exprs)} "
-                                     f"FROM base.{table}")
-        # The raw layer only needs the person records' keys and pull times (what changed when).
-        conn.exec_driver_sql(
-            "INSERT INTO raw_records (system, object, record_id, modified_at, deleted, data, first_pulled_at,"
-            " pulled_at, dirty) SELECT system, object, record_id, '2026-01-01 00:00:00.000000', 0, '{}',"
-            " '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000', 0 FROM person_records")
-        conn.exec_driver_sql("ANALYZE")
+    columns = {t: [c["name"] for c in inspect(engine).get_columns(t)] for t in INTS}
+    tables = set(inspect(engine).get_table_names())
     engine.dispose()
+    db = sqlite3.connect(into / "audit.db", isolation_level=None)
+    db.execute("PRAGMA foreign_keys = OFF")  # a bulk copy: rows refer to rows of the same copy not yet in
+    db.execute(f"ATTACH DATABASE '{base}' AS base")
+    db.execute("BEGIN")
+    base_people = db.execute("SELECT count(*) FROM base.people").fetchone()[0]
+    maxima = {t: db.execute(f"SELECT coalesce(max(id), 0) FROM base.{t}").fetchone()[0] + 1
+              for t in ("people", "transitions", "activities", "opportunities")}
+    copies = -(-people // base_people)
+    for table in COPIED:
+        if table in tables:
+            db.execute(f"INSERT INTO {table} SELECT * FROM base.{table}")
+    for k in range(copies):
+        for table, cols in columns.items():
+            exprs = []
+            for col in cols:
+                if col in INTS[table]:
+                    exprs.append(f"{col} + {k * maxima[INTS[table][col]]}")
+                elif col in IDS[table]:
+                    exprs.append(f"CASE WHEN {col} IS NULL THEN NULL ELSE {col} || '~{k}' END")
+                elif col in EMAILS.get(table, ()):
+                    exprs.append(f"replace({col}, '@', '+{k}@')")
+                else:
+                    exprs.append(col)
+            db.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(exprs)} FROM base.{table}")
+    # The raw layer only needs the person records' keys and pull times (what changed when).
+    db.execute("INSERT INTO raw_records (system, object, record_id, modified_at, deleted, data, first_pulled_at,"
+               " pulled_at, dirty) SELECT system, object, record_id, '2026-01-01 00:00:00.000000', 0, '{}',"
+               " '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000', 0 FROM person_records")
+    db.execute("COMMIT")
+    db.execute("ANALYZE")
+    db.close()
     return url
 
 

@@ -235,3 +235,7 @@ app.command("normalize")(normalize_command)
 from detente.reconcile.cli import audit_command  # noqa: E402 - registered last, see detente/reconcile/cli.py
 
 app.command("audit")(audit_command)
+
+from detente.reconcile.cli import explain_command  # noqa: E402 - registered last, see detente/reconcile/cli.py
+
+app.command("explain")(explain_command)

@@ -78,15 +78,15 @@ def plan(desired: Iterable[Finding], stored: Mapping[str, Mapping[str, Any]], no
             if old is None and f.state != "met":
                 writes.append(Write("recorded", row))
             elif old is not None and old["status"] == "open":
-                writes.append(Write("resolved", {**row, "opened_at": old["opened_at"]}))
+                writes.append(Write("resolved", {**row, "opened_at": _opened(old, row)}))
             elif old is not None and any(old[k] != row[k] for k in COMPARED):
-                writes.append(Write("updated", {**row, "opened_at": old["opened_at"]}))
+                writes.append(Write("updated", {**row, "opened_at": _opened(old, row)}))
         elif old is None:
             writes.append(Write("opened", row))
         elif old["status"] != "open":
             writes.append(Write("reopened", row))
         elif any(old[k] != row[k] for k in COMPARED):
-            writes.append(Write("updated", {**row, "opened_at": old["opened_at"]}))
+            writes.append(Write("updated", {**row, "opened_at": _opened(old, row)}))
     for key, old in sorted(stored.items()):
         if key not in seen and old["status"] == "open":
             writes.append(Write("resolved", {**old, "status": "resolved", "resolved_at": now, "evaluated_at": now,
@@ -253,6 +253,12 @@ def _live_people(engine: Engine, *, with_open_findings: bool = False) -> list[in
 def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(ids), size):
         yield ids[i:i + size]
+
+
+def _opened(old: Mapping[str, Any], row: Mapping[str, Any]) -> Any:
+    """A finding keeps the moment it opened, unless an SLA clock changed state (running to
+    breached opens at the due time)."""
+    return old["opened_at"] if old["state"] == row["state"] else row["opened_at"]
 
 
 def stored_findings(conn: Connection, *, person_ids: list[int] | None = None,

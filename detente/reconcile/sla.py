@@ -8,8 +8,10 @@ event at or after the start:
 - ``stage``: the stage, or any stage after it in the funnel, labelled in either CRM (a lead
   that jumped from MQL to opportunity did report an outcome);
 - ``owner_team``: an owner of the team assigned, or already owning the person at the start;
-- ``first_activity``: the first activity logged by anyone who owned the person or belongs
-  to the team that owes the SLA, in either CRM; connector copies are the same activity.
+- ``first_activity``: the first activity logged by the person's current owner or by a member
+  of the team that owes the SLA, in either CRM; connector copies are the same activity.
+
+A CRM that kept no owner change has had its current owner since the person was created.
 
 The finding is, as of ``now``:
 
@@ -91,8 +93,8 @@ class PersonClocks:
     def owners_since_creation(self) -> dict[str, int]:
         """The current owner in each CRM that kept no owner change: the owner from the start."""
         changed = {ch.system for ch in self.person.changes if (ch.system, ch.field) in OWNER_FIELDS}
-        now = {"salesforce": self.person.salesforce_owner_id, "hubspot": self.person.hubspot_owner_id}
-        return {system: owner for system, owner in now.items() if owner is not None and system not in changed}
+        current = {"salesforce": self.person.salesforce_owner_id, "hubspot": self.person.hubspot_owner_id}
+        return {system: owner for system, owner in current.items() if owner is not None and system not in changed}
 
     def team_moments(self, team: str) -> list[Moment]:
         times = [at for at, owner in self.owner_changes() if self.past_team(owner) == team]
@@ -118,11 +120,10 @@ class PersonClocks:
         return sorted((Moment(t, s) for s in names for t in entries.get(s, [])), key=lambda m: m.at)
 
     def activity_moments(self, team: str) -> list[Moment]:
-        owners = {o for _, o in self.owner_changes() if o is not None}
-        if self.person.owner_id is not None:
-            owners.add(self.person.owner_id)
-        return [Moment(a.at) for a in self.person.activities
-                if a.owner_id is not None and (a.owner_id in owners or self.past_team(a.owner_id) == team)]
+        """Activities by a member of the team that owes the SLA (judged as while they were
+        active), or by the person's current owner."""
+        return [Moment(a.at) for a in self.person.activities if a.owner_id is not None and (
+            a.owner_id == self.person.owner_id or self.past_team(a.owner_id) == team)]
 
     def moments(self, event: c.Event, sla: c.Sla, now: datetime, *, stop: bool) -> list[Moment]:
         if event.kind == "stage":
