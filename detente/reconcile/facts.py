@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, func, literal, or_, select
 
@@ -32,9 +32,8 @@ LINKS = RecordLink.__table__  # type: ignore[attr-defined]
 ACTIVITIES = Activity.__table__  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class Change:
-    """One value a CRM field took, and when."""
+class Change(NamedTuple):
+    """One value a CRM field took, and when (a tuple: millions are read per audit)."""
 
     system: str
     object: str
@@ -43,8 +42,7 @@ class Change:
     at: datetime
 
 
-@dataclass(frozen=True)
-class ActivityFact:
+class ActivityFact(NamedTuple):
     """One activity logged on a person (connector copies and deleted ones are left out)."""
 
     at: datetime
@@ -211,14 +209,17 @@ def _conflicting_records(conn: Connection) -> list[tuple[str, str, str]]:
     shared_lead = select(x.c.ref_lead).where(contacts, live, x.c.ref_lead.is_not(None)) \
         .group_by(x.c.ref_lead).having(func.count() > 1)
     claimed = x.alias("claimed")
-    gone = select(claimed.c.record_id).where(
-        claimed.c.system == "salesforce", claimed.c.object == "Lead",
-        or_(claimed.c.deleted.is_(True), claimed.c.ref_contact.is_not(None)))
+    deleted = select(claimed.c.record_id).where(
+        claimed.c.system == "salesforce", claimed.c.object == "Lead", claimed.c.deleted.is_(True))
+    converted = select(claimed.c.record_id).where(
+        claimed.c.system == "salesforce", claimed.c.object == "Lead", claimed.c.ref_contact.is_not(None))
     keys: set[tuple[str, str, str]] = set()
     queries = [
         select(x.c.system, x.c.object, x.c.record_id).where(leads, live, x.c.email.in_(shared_email)),
         select(x.c.system, x.c.object, x.c.record_id).where(contacts, live, x.c.ref_lead.in_(shared_lead)),
-        select(x.c.system, x.c.object, x.c.record_id).where(contacts, live, x.c.ref_lead.in_(gone)),
+        select(x.c.system, x.c.object, x.c.record_id).where(contacts, live, x.c.ref_lead.in_(deleted)),
+        select(x.c.system, x.c.object, x.c.record_id).where(contacts, live, x.c.ref_contact.is_(None),
+                                                            x.c.ref_lead.in_(converted)),
     ]
     for q in queries:
         keys.update((str(a), str(b), str(c_)) for a, b, c_ in conn.execute(q))

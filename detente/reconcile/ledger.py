@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, update
 
 from detente.logs import get_logger
 from detente.reconcile import labels
@@ -95,19 +95,27 @@ def plan(desired: Iterable[Finding], stored: Mapping[str, Mapping[str, Any]], no
 
 
 def apply(conn: Connection, writes: Iterable[Write]) -> dict[str, int]:
+    """Write the plan: new rows and updates in batches, and one history event per write."""
     counts: dict[str, int] = {}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     for w in writes:
         row = dict(w.row)
-        if w.event in ("opened", "recorded"):
-            conn.execute(insert(FINDINGS).values(**row))
-        else:
-            conn.execute(update(FINDINGS).where(FINDINGS.c.key == row["key"])
-                         .values(**{k: v for k, v in row.items() if k != "key"}))
-        conn.execute(insert(EVENTS).values(finding_key=row["key"], at=row["evaluated_at"], event=w.event,
-                                           rules_version=row["rules_version"], status=row["status"],
-                                           state=row["state"], due_at=row["due_at"],
-                                           explanation=row["explanation"]))
+        (inserts if w.event in ("opened", "recorded") else updates).append(row)
+        events.append({"finding_key": row["key"], "at": row["evaluated_at"], "event": w.event,
+                       "rules_version": row["rules_version"], "status": row["status"], "state": row["state"],
+                       "due_at": row["due_at"], "explanation": row["explanation"]})
         counts[w.event] = counts.get(w.event, 0) + 1
+    if inserts:
+        conn.execute(insert(FINDINGS), inserts)
+    if updates:
+        columns = [c.name for c in FINDINGS.c if c.name != "key"]
+        stmt = update(FINDINGS).where(FINDINGS.c.key == bindparam("_key")) \
+            .values({name: bindparam(name) for name in columns})
+        conn.execute(stmt, [{"_key": r["key"], **{name: r[name] for name in columns}} for r in updates])
+    if events:
+        conn.execute(insert(EVENTS), events)
     return counts
 
 

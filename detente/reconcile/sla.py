@@ -58,8 +58,10 @@ class Moment:
 class PersonClocks:
     """The moments of one person's history that SLA events are made of."""
 
-    def __init__(self, person: PersonFact, facts: Facts, rules: c.Rules, after: dict[str, frozenset[str]]) -> None:
+    def __init__(self, person: PersonFact, facts: Facts, rules: c.Rules, after: dict[str, frozenset[str]],
+                 labels: LabelIndex | None = None) -> None:
         self.person, self.facts, self.rules, self.after = person, facts, rules, after
+        self.labels = labels if labels is not None else label_index(rules)
         self._entries: dict[str, list[datetime]] | None = None
         self._owners: list[tuple[datetime, int | None]] | None = None
 
@@ -69,12 +71,14 @@ class PersonClocks:
         """Per stage, every moment a CRM set a label of it (sorted)."""
         if self._entries is None:
             out: dict[str, list[datetime]] = {}
-            for name, stage in self.rules.stages.items():
-                tests = {(t.system, t.crm_field): t.values for t in stage.traces}
-                times = [ch.at for ch in self.person.changes
-                         if ch.value is not None and ch.value.lower() in tests.get((ch.system, ch.field), ())]
-                if times:
-                    out[name] = sorted(times)
+            index = self.labels
+            for ch in self.person.changes:
+                if ch.value is None:
+                    continue
+                for stage in index.get((ch.system, ch.field, ch.value.lower()), ()):
+                    out.setdefault(stage, []).append(ch.at)
+            for times in out.values():
+                times.sort()
             self._entries = out
         return self._entries
 
@@ -147,19 +151,32 @@ class PersonClocks:
         return owner if owner is not None else self.person.owner_id
 
 
+LabelIndex = dict[tuple[str, str, str], tuple[str, ...]]
+
+
+def label_index(rules: c.Rules) -> LabelIndex:
+    """(system, CRM field, lower-cased value) -> the stages that value labels."""
+    out: dict[tuple[str, str, str], list[str]] = {}
+    for name, stage in rules.stages.items():
+        for t in stage.traces:
+            for value in t.values:
+                out.setdefault((t.system, t.crm_field, value), []).append(name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def _within(sla: c.Sla) -> str:
     return str(sla.within)
 
 
 def sla_findings(facts: Facts, rules: c.Rules, now: datetime) -> Iterator[Finding]:
     """Every started SLA clock that is running, breached or failed its requirement."""
-    after = later_stages(rules)
+    after, labels = later_stages(rules), label_index(rules)
     calendars: dict[str, tuple[BusinessCalendar | None, int]] = {}
     for sla in rules.slas:
         cal = rules.calendar_for(sla)
         calendars[sla.id] = (cal.business(), cal.hours_per_day) if cal is not None else (None, 8)
     for person in facts.people.values():
-        clocks = PersonClocks(person, facts, rules, after)
+        clocks = PersonClocks(person, facts, rules, after, labels)
         for sla in rules.slas:
             business, hours = calendars[sla.id]
             found = clock_finding(sla, clocks, business, hours, now)
