@@ -239,3 +239,9 @@ app.command("audit")(audit_command)
 from detente.reconcile.cli import explain_command  # noqa: E402 - registered last, see detente/reconcile/cli.py
 
 app.command("explain")(explain_command)
+
+from detente.writeback.cli import apply_command, plan_command, writes_command  # noqa: E402 - registered last
+
+app.command("plan")(plan_command)
+app.command("apply")(apply_command)
+app.command("writes")(writes_command)

@@ -101,6 +101,25 @@ class StoreSettings(_Section):
     url: str = "sqlite:///detente.db"
 
 
+TASK_SYSTEMS: dict[str, Literal["salesforce", "hubspot"]] = {
+    "marketing": "hubspot", "sales": "salesforce", "partner": "salesforce"}
+
+
+class WritebackSettings(_Section):
+    """What detente may write into the CRMs, and how much at once."""
+
+    enabled: bool = Field(False, description="detente writes to the CRMs only when this is true")
+    dry_run: bool = Field(False, description="plan and record every write, send none")
+    max_writes_per_run: int = Field(
+        1000, ge=1, description="a plan with more writes stops the run and is reported (a bulk mistake in rules)")
+    max_attempts: int = Field(3, ge=1, le=20, description="tries of a write the CRM refused for a passing reason")
+    on_override: Literal["leave", "restore"] = Field(
+        "leave", description="a field someone changed after detente wrote it: report it, or write it back")
+    task_system: dict[str, Literal["salesforce", "hubspot"]] = Field(
+        default_factory=lambda: dict(TASK_SYSTEMS),
+        description="where each team works its tasks (the team that owes an SLA gets its tasks there)")
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -117,6 +136,7 @@ class Settings(BaseSettings):
     hubspot: HubSpotSettings = HubSpotSettings()
     store: StoreSettings = StoreSettings()
     log: LogSettings = LogSettings()
+    writeback: WritebackSettings = WritebackSettings()
 
     yaml_file: ClassVar[Path | None] = None
 

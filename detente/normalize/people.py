@@ -74,6 +74,17 @@ def read_people(engine: Engine, now: datetime, lookups: Lookups, report: Report)
     report.add("read.salesforce.CampaignMember", each_dirty_chunk(engine, "salesforce", "CampaignMember", members))
 
 
+def _keep_modified(old: links.Link | None, new: links.Link) -> links.Link:
+    """A record changed only in fields no person value comes from (detente's own write-back,
+    say) keeps the modification time it had: a person's ``modified_at`` moves only when
+    something about the person changed."""
+    if old is None or not old.view or not new.view or "modified" not in old.view:
+        return new
+    if {k: x for k, x in old.view.items() if k != "modified"} != {k: x for k, x in new.view.items() if k != "modified"}:
+        return new
+    return replace(new, view={**new.view, "modified": old.view["modified"]})
+
+
 def _read_chunk(conn: Connection, rows: list[RawRow], now: datetime, lookups: Lookups, report: Report) -> None:
     accepted: list[tuple[RawRow, links.Link, list[tr.Change]]] = []
     rejected: list[Rejected] = []
@@ -91,6 +102,7 @@ def _read_chunk(conn: Connection, rows: list[RawRow], now: datetime, lookups: Lo
             continue
         accepted.append((row, link, changes))
     before = links.load(conn, [link.key for _, link, _ in accepted])
+    accepted = [(row, _keep_modified(before.get(link.key), link), changes) for row, link, changes in accepted]
     known = tr.recorded_for_changes(conn, [(before.get(link.key), link) for _, link, _ in accepted])
     found: list[tr.Change] = []
     moved_opportunities: set[Key] = set()

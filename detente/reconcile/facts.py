@@ -43,7 +43,8 @@ class Change(NamedTuple):
 
 
 class ActivityFact(NamedTuple):
-    """One activity logged on a person (connector copies and deleted ones are left out)."""
+    """One activity done on a person (connector copies, open tasks, deleted ones and the tasks
+    detente wrote itself are left out)."""
 
     at: datetime
     owner_id: int | None
@@ -257,6 +258,7 @@ def _activities(conn: Connection, people: dict[int, PersonFact], person_ids: Seq
     a = ACTIVITIES
     stmt = select(a.c.person_id, a.c.occurred_at, a.c.owner_id, a.c.system).where(
         a.c.person_id.is_not(None), a.c.deleted.is_(False), a.c.copy_of.is_(None), a.c.occurred_at.is_not(None),
+        a.c.completed.is_(True), a.c.detente_key.is_(None),  # work done by people, as the counts count it
     ).order_by(a.c.person_id, a.c.occurred_at, a.c.id)
     if person_ids is not None:
         stmt = stmt.where(a.c.person_id.in_(list(person_ids)))

@@ -6,7 +6,8 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import detente.store.findings  # registers the findings tables
-import detente.store.tables  # noqa: F401 - registers the tables on SQLModel.metadata
+import detente.store.tables  # registers the tables on SQLModel.metadata
+import detente.store.writes  # noqa: F401 - registers the outbox
 
 config = context.config
 connection = config.attributes.get("connection")
