@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select, update
 from detente.errors import DetenteError
 from detente.logs import get_logger
 from detente.settings import Settings
+from detente.writeback.failpoints import failpoint
 from detente.writeback.plan import TASK_KEY_FIELD, WRITES
 from detente.writeback.send import Op, Outcome
 
@@ -76,10 +77,14 @@ def apply_writes(engine: Engine, settings: Settings, senders: dict[str, Sender],
         with engine.begin() as conn:
             conn.execute(update(w).where(w.c.key.in_([r["key"] for r in mine]))
                          .values(state="sent", sent_at=now, attempts=w.c.attempts + 1))
+        failpoint("before_send")
         outcomes = {o.ref: o for o in senders[system]([op_of(r) for r in mine])}
+        failpoint("after_send")
         result.sent += len(mine)
         with engine.begin() as conn:
-            for r in mine:
+            for i, r in enumerate(mine):
+                if i == len(mine) // 2:
+                    failpoint("mid_record")
                 o = outcomes.get(r["key"])
                 attempts = r["attempts"] + 1
                 if o is not None and o.ok:

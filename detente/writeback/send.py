@@ -71,6 +71,7 @@ from detente.connectors.salesforce import SalesforceConnector
 from detente.errors import AuthError, DetenteError, FatalError
 from detente.logs import get_logger
 from detente.settings import HubSpotSettings, SalesforceSettings
+from detente.writeback.failpoints import failpoint
 
 log = get_logger("detente.writeback.send")
 T = TypeVar("T")
@@ -452,7 +453,9 @@ class SalesforceWriter:
                 upserts.setdefault((rec.object, rec.key[0]), []).append(rec)
             for (obj, name), recs in upserts.items():
                 jobs += [(f"composite/sobjects/{obj}/{name}", name, group) for group in batches(recs, self.batch_size)]
-            for path, key_field, group in jobs:
+            for n, (path, key_field, group) in enumerate(jobs):
+                if n:
+                    failpoint("between_batches")
                 self._write(ledger, path, key_field, group)
         except _Stop as stop:
             ledger.stop(stop.reason)
