@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from detente.errors import SettingsError
+from detente.errors import DetenteError, SettingsError
 from detente.logs import configure_logging, get_logger
 from detente.rules.cli import rules_app
 
@@ -245,3 +245,26 @@ from detente.writeback.cli import apply_command, plan_command, writes_command  #
 app.command("plan")(plan_command)
 app.command("apply")(apply_command)
 app.command("writes")(writes_command)
+
+
+@app.command()
+def cycle(
+    ctx: typer.Context,
+    rules_path: Annotated[Path, typer.Option("--rules", help="rules file or folder")] = Path("config/rules.yaml"),
+) -> None:
+    """Run one full pass (pull, normalize, audit, plan, apply) and exit: for cron and tests."""
+    from detente.cycle import run_cycle
+    from detente.writeback.cli import _rules
+
+    rules = _rules(rules_path)
+    settings, engine = _settings_and_store(ctx)
+    try:
+        steps = run_cycle(engine, settings, rules)
+    except DetenteError as exc:
+        _fail(str(exc))
+        return
+    for step in steps:
+        typer.echo(f"{step.step:10} {step.outcome:8} {step.seconds:7.1f} s  "
+                   + json.dumps(step.counts, default=str, sort_keys=True))
+    if any(s.outcome == "failed" for s in steps):
+        raise typer.Exit(1)

@@ -120,6 +120,18 @@ class WritebackSettings(_Section):
         description="where each team works its tasks (the team that owes an SLA gets its tasks there)")
 
 
+class DaemonSettings(_Section):
+    """``detente run``: how often each job runs, where health and metrics are served."""
+
+    rules: Path = Field(Path("config/rules.yaml"), description="the rules file or folder (watched for edits)")
+    pull_seconds: float = Field(300.0, ge=1, description="pull and normalize each CRM this often")
+    audit_seconds: float = Field(300.0, ge=1, description="audit this often")
+    writeback_seconds: float = Field(300.0, ge=1, description="plan and apply write-back this often")
+    listen: str = Field("127.0.0.1:8477", pattern=r"^[^:\s]+:\d{1,5}$", description="host:port of /healthz, "
+                        "/readyz and /metrics (loopback unless you mean it)")
+    shutdown_seconds: float = Field(30.0, gt=0, le=600, description="a stopping job may finish for this long")
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -137,6 +149,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     log: LogSettings = LogSettings()
     writeback: WritebackSettings = WritebackSettings()
+    daemon: DaemonSettings = DaemonSettings()
 
     yaml_file: ClassVar[Path | None] = None
 
