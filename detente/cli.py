@@ -216,12 +216,13 @@ def sandbox(
 def demo(
     size: Annotated[int, typer.Option(min=10, max=200_000, help="people in the demo world")] = 2000,
     seed: Annotated[int, typer.Option(help="the world is deterministic per seed")] = 1,
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="leave the sandbox up afterwards")] = False,
 ) -> None:
-    """Start the sandbox CRMs, read them with the real client libraries, show what they serve."""
+    """Start the sandbox CRMs and run one whole detente cycle against them, with write-back."""
     from detente.demo import run_demo
 
     configure_logging("warning")
-    run_demo(size=size, seed=seed, out=typer.echo)
+    run_demo(size=size, seed=seed, out=typer.echo, keep_running=keep_running)
 
 
 def run() -> Any:  # pragma: no cover - console entry for python -m

@@ -16,8 +16,12 @@ def test_demo_pulls_links_and_audits_and_finds_what_was_planted() -> None:
     out = result.stdout
     assert "Salesforce, read with simple-salesforce:" in out
     assert "HubSpot, read with hubspot-api-client:" in out
-    assert "Pulled " in out and "Linked them into " in out
-    table = out.split("what detente's audit found:")[1].splitlines()[2:]
+    cycle = out.split("One detente cycle with write-back on")[1].splitlines()[1:4]
+    assert [line.split()[:2] for line in cycle] == [["pull", "ok"], ["audit", "ok"], ["writeback", "ok"]]
+    assert "The funnel," in out and "SLA compliance" in out and "Open findings:" in out
+    written = out.split("Written back")[1].splitlines()[1:3]
+    assert all(int(line.split()[1]) > 0 for line in written), written  # field values in both CRMs
+    table = out.split("what detente's audit found:")[1].split("\nAPI calls served")[0].splitlines()[2:]
     audited = [line.split() for line in table if line.startswith("  ")]
     assert all(len(cols) == 3 for cols in audited), audited  # no "(not planted)" line: nothing unexplained
     assert {cols[0] for cols in audited} >= {"definition_drift", "missed_label", "stage_disagreement",
