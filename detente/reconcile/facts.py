@@ -11,9 +11,9 @@ and the CRM records' identity claims (``record_links``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, func, literal, or_, select
@@ -242,30 +242,55 @@ def _people(conn: Connection, person_ids: Sequence[int] | None) -> dict[int, Per
     return {r.id: PersonFact(**r._mapping) for r in conn.execute(stmt)}
 
 
+def _scoped(column: Any, person_ids: Sequence[int] | None) -> Any:
+    """``column`` among the people: a range when they are (nearly) contiguous, as a full run's
+    chunks are (the caller drops rows of people outside the chunk), else the list."""
+    if person_ids is None:
+        return column.is_not(None)
+    lo, hi = min(person_ids, default=0), max(person_ids, default=-1)
+    if hi - lo + 1 <= 2 * len(person_ids):
+        return column.between(lo, hi)
+    return column.in_(list(person_ids))
+
+
+def raw_rows(conn: Connection, stmt: Any) -> Iterator[tuple[Any, ...]]:
+    """Rows as the driver returns them, without per-value type processing: the hot loops read
+    millions of rows, and ``instant`` makes their timestamps aware UTC datetimes."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    if compiled.positiontup is not None:
+        yield from conn.exec_driver_sql(str(compiled), tuple(params[k] for k in compiled.positiontup))
+    else:
+        yield from conn.exec_driver_sql(str(compiled), params)
+
+
+def instant(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
 def _changes(conn: Connection, people: dict[int, PersonFact], person_ids: Sequence[int] | None) -> None:
     t = TRANSITIONS
-    stmt = select(t.c.person_id, t.c.system, t.c.object, t.c.field, t.c.to_value, t.c.at) \
-        .where(t.c.person_id.is_not(None)).order_by(t.c.person_id, t.c.at, t.c.id)
-    if person_ids is not None:
-        stmt = stmt.where(t.c.person_id.in_(list(person_ids)))
-    for r in conn.execute(stmt):
-        person = people.get(r.person_id)
-        if person is not None:
-            person.changes.append(Change(r.system, r.object, r.field, r.to_value or None, r.at))
+    stmt = select(t.c.person_id, t.c.system, t.c.object, t.c.field, t.c.to_value, t.c.at, t.c.id) \
+        .where(_scoped(t.c.person_id, person_ids))
+    rows = sorted((pid, instant(at), i, system, obj, name, value)
+                  for pid, system, obj, name, value, at, i in raw_rows(conn, stmt) if pid in people)
+    for pid, at, _, system, obj, name, value in rows:
+        people[pid].changes.append(Change(system, obj, name, value or None, at))
 
 
 def _activities(conn: Connection, people: dict[int, PersonFact], person_ids: Sequence[int] | None) -> None:
     a = ACTIVITIES
-    stmt = select(a.c.person_id, a.c.occurred_at, a.c.owner_id, a.c.system).where(
-        a.c.person_id.is_not(None), a.c.deleted.is_(False), a.c.copy_of.is_(None), a.c.occurred_at.is_not(None),
+    stmt = select(a.c.person_id, a.c.occurred_at, a.c.owner_id, a.c.system, a.c.id).where(
+        _scoped(a.c.person_id, person_ids), a.c.deleted.is_(False), a.c.copy_of.is_(None),
+        a.c.occurred_at.is_not(None),
         a.c.completed.is_(True), a.c.detente_key.is_(None),  # work done by people, as the counts count it
-    ).order_by(a.c.person_id, a.c.occurred_at, a.c.id)
-    if person_ids is not None:
-        stmt = stmt.where(a.c.person_id.in_(list(person_ids)))
-    for r in conn.execute(stmt):
-        person = people.get(r.person_id)
-        if person is not None:
-            person.activities.append(ActivityFact(r.occurred_at, r.owner_id, r.system))
+    )
+    rows = sorted((pid, instant(at), i, owner_id, system) for pid, at, owner_id, system, i in raw_rows(conn, stmt)
+                  if pid in people)
+    for pid, at, _, owner_id, system in rows:
+        people[pid].activities.append(ActivityFact(at, owner_id, system))
 
 
 def _values(conn: Connection, rules: c.Rules, now: datetime, people: dict[int, PersonFact],
