@@ -11,7 +11,7 @@ and the CRM records' identity claims (``record_links``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -176,11 +176,27 @@ def load_facts(conn: Connection, rules: c.Rules, now: datetime,
     owners = _owners(conn, rules, now)
     by_crm = {(system, crm_id): o.id for o in owners.values()
               for system, crm_id in (("salesforce", o.salesforce_user_id), ("hubspot", o.hubspot_owner_id)) if crm_id}
-    leads = None if person_ids is None else [p.salesforce_lead_id for p in people.values() if p.salesforce_lead_id]
+    # Without the identity checks, only converted leads' records are read (for the conversion checks).
+    converted = [p.salesforce_lead_id for p in people.values() if p.salesforce_lead_id and p.salesforce_converted]
     return Facts(people=people, owners=owners, opportunities=_opportunities(conn, person_ids),
-                 records=_records(conn) if records else _lead_records(conn, leads or []),
-                 stage_names=tuple(rules.stages), lead_status_since=_lead_status_since(conn, leads),
+                 records=_records(conn) if records else _lead_records(conn, converted),
+                 stage_names=tuple(rules.stages), lead_status_since=_status_since(people.values()),
                  owner_by_crm=by_crm)
+
+
+def _status_since(people: Iterable[PersonFact]) -> dict[str, datetime]:
+    """Per person's Salesforce lead, when its current Status was set, from the changes read."""
+    since: dict[str, datetime] = {}
+    for p in people:
+        if not p.salesforce_lead_id:
+            continue
+        last: str | None = None
+        for ch in p.changes:
+            if ch.system == "salesforce" and ch.object == "Lead" and ch.field == "Status":
+                if ch.value != last or p.salesforce_lead_id not in since:
+                    since[p.salesforce_lead_id] = ch.at
+                last = ch.value
+    return since
 
 
 def load_identity_facts(conn: Connection, rules: c.Rules, now: datetime) -> Facts:
@@ -259,15 +275,17 @@ def raw_rows(conn: Connection, stmt: Any) -> Iterator[tuple[Any, ...]]:
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params()
     if compiled.positiontup is not None:
-        yield from conn.exec_driver_sql(str(compiled), tuple(params[k] for k in compiled.positiontup))
+        result = conn.exec_driver_sql(str(compiled), tuple(params[k] for k in compiled.positiontup))
     else:
-        yield from conn.exec_driver_sql(str(compiled), params)
+        result = conn.exec_driver_sql(str(compiled), params)
+    while rows := result.fetchmany(20_000):
+        yield from rows
 
 
 def instant(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return datetime.fromisoformat(value + "+00:00")  # SQLite keeps UTC as text without an offset
 
 
 def _changes(conn: Connection, people: dict[int, PersonFact], person_ids: Sequence[int] | None) -> None:
