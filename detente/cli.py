@@ -269,3 +269,7 @@ def cycle(
                    + json.dumps(step.counts, default=str, sort_keys=True))
     if any(s.outcome == "failed" for s in steps):
         raise typer.Exit(1)
+
+from detente.daemon.cli import run_command  # noqa: E402 - registered last, see detente/daemon/cli.py
+
+app.command("run")(run_command)

@@ -40,8 +40,10 @@ def _recorded(engine: Engine, kind: str, system: str | None, now: datetime,
         counts = work()
     except Exception as exc:
         seconds = time.monotonic() - started
-        finish_run(engine, run_id, now + timedelta(seconds=seconds), "failed", {}, f"{type(exc).__name__}: {exc}")
-        log.error(f"{kind}.failed", system=system, error=str(exc))
+        # The error's first line only: a driver's message goes on to quote SQL and its values.
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        finish_run(engine, run_id, now + timedelta(seconds=seconds), "failed", {}, error)
+        log.error(f"{kind}.failed", system=system, error=error)
         raise
     seconds = time.monotonic() - started
     finish_run(engine, run_id, now + timedelta(seconds=seconds), "ok", counts)
@@ -49,14 +51,16 @@ def _recorded(engine: Engine, kind: str, system: str | None, now: datetime,
 
 
 def pull_step(engine: Engine, settings: Settings, now: datetime, systems: Sequence[str] | None = None,
-              on_page: Callable[[Any], None] | None = None) -> StepResult:
-    """Pull the systems (each records its own run) and normalize what came in."""
+              on_page: Callable[[Any], None] | None = None, rules: c.Rules | None = None) -> StepResult:
+    """Pull the systems (each records its own run) and normalize what came in, with the field
+    mappings the rules declare."""
+    from detente.normalize.mapping import DEFAULT, from_rules
     from detente.normalize.run import normalize
     from detente.sync import sync
 
     started = time.monotonic()
     results = sync(engine, settings, now=now, systems=systems, on_page=on_page)
-    report = normalize(engine, now=now)
+    report = normalize(engine, now=now, maps=(from_rules(rules) if rules is not None else None) or DEFAULT)
     counts: dict[str, Any] = {r.system: {"fetched": sum(o.fetched for o in r.report.objects),
                                          "calls": sum(o.calls for o in r.report.objects),
                                          "error": r.error, "stopped": r.report.stopped} for r in results}
@@ -104,7 +108,7 @@ def writeback_step(engine: Engine, settings: Settings, rules: c.Rules, now: date
 def run_cycle(engine: Engine, settings: Settings, rules: c.Rules, now: datetime | None = None) -> list[StepResult]:
     """One full pass, in order; a failed pull of one system does not stop the rest."""
     moment = now or datetime.now(UTC)
-    steps = [pull_step(engine, settings, moment)]
+    steps = [pull_step(engine, settings, moment, rules=rules)]
     steps.append(audit_step(engine, rules, moment))
     steps.append(writeback_step(engine, settings, rules, moment))
     return steps
