@@ -77,6 +77,20 @@ class Redactor:
 redactor = Redactor()
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of writing, so that a stream swapped
+    in and closed later (a test runner's capture) never leaves logging writing to a closed file."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(
     level: str = "info",
     *,
@@ -85,14 +99,14 @@ def configure_logging(
     secrets: Iterable[str] = (),
 ) -> None:
     """Set up structlog once for the process; JSON unless writing to a terminal."""
-    stream = stream or sys.stderr
+    out: Any = stream or _CurrentStderr()
     if json is None:
-        json = not stream.isatty()
+        json = not out.isatty()
     redactor.add(secrets)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     structlog.configure(
         processors=[
@@ -106,7 +120,7 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
 

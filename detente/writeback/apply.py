@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, bindparam, or_, select, update
 
 from detente.errors import DetenteError
 from detente.logs import get_logger
@@ -40,10 +40,13 @@ class Applied:
     sent: int = 0
 
 
-def op_of(row: dict[str, Any]) -> Op:
-    """The transport's write for one outbox row."""
+def op_of(row: dict[str, Any], task_id: str | None = None) -> Op:
+    """The transport's write for one outbox row; ``task_id``: the CRM id of the task this row
+    changes, when an earlier version of it was applied (HubSpot then updates it by id)."""
     if row["kind"] == "field":
         return Op(row["key"], row["system"], row["object"], dict(row["payload"]), record_id=row["record_id"])
+    if row["system"] == "hubspot" and task_id is not None:
+        return Op(row["key"], row["system"], row["object"], dict(row["payload"]), record_id=task_id)
     key_field = TASK_KEY_FIELD[row["system"]]
     associate = ("contacts", row["record_id"]) if row["system"] == "hubspot" and row["kind"] == "task" \
         and row["record_id"] else None
@@ -51,12 +54,41 @@ def op_of(row: dict[str, Any]) -> Op:
               upsert_key=(key_field, row["task_key"]), associate_with=associate)
 
 
-def pending(engine: Engine, max_attempts: int) -> list[dict[str, Any]]:
+def known_tasks(engine: Engine, task_keys: list[str]) -> dict[str, str]:
+    """Task key -> the CRM id an applied write of it came back with."""
     w = WRITES
-    stmt = select(w).where(w.c.state.in_(("planned", "sent")), w.c.attempts < max_attempts) \
+    out: dict[str, str] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(task_keys), 2000):
+            stmt = select(w.c.task_key, w.c.result_id).where(
+                w.c.task_key.in_(task_keys[i:i + 2000]), w.c.state == "applied", w.c.result_id.is_not(None))
+            out.update((str(k), str(r)) for k, r in conn.execute(stmt))
+    return out
+
+
+def pending(engine: Engine, max_attempts: int) -> list[dict[str, Any]]:
+    """The rows to send: planned ones with attempts left, and every row still marked sent (the
+    run sending it died before recording the result; the CRM refused nothing, and sending again
+    is harmless), whatever its attempts, or it would stay sent, and maybe unsent, for good."""
+    w = WRITES
+    stmt = select(w).where(or_(and_(w.c.state == "planned", w.c.attempts < max_attempts), w.c.state == "sent")) \
         .order_by(w.c.planned_at, w.c.key)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def _result(row: dict[str, Any], o: Outcome | None, max_attempts: int, now: datetime,
+            applied: Applied) -> dict[str, Any]:
+    """The outbox columns recording one write's outcome."""
+    if o is not None and o.ok:
+        applied.counts["applied"] += 1
+        return {"_key": row["key"], "state": "applied", "applied_at": now, "error": None, "result_id": o.record_id}
+    error = o.error if o is not None else "no result came back for this write"
+    again = (o is None or o.retryable) and row["attempts"] + 1 < max_attempts
+    applied.counts["retry" if again else "failed"] += 1
+    applied.errors.append(f"{row['key']}: {error}")
+    return {"_key": row["key"], "state": "planned" if again else "failed", "applied_at": None, "error": error,
+            "result_id": row.get("result_id")}
 
 
 def apply_writes(engine: Engine, settings: Settings, senders: dict[str, Sender], now: datetime) -> Applied:
@@ -78,25 +110,19 @@ def apply_writes(engine: Engine, settings: Settings, senders: dict[str, Sender],
             conn.execute(update(w).where(w.c.key.in_([r["key"] for r in mine]))
                          .values(state="sent", sent_at=now, attempts=w.c.attempts + 1))
         failpoint("before_send")
-        outcomes = {o.ref: o for o in senders[system]([op_of(r) for r in mine])}
+        tasks = known_tasks(engine, sorted({r["task_key"] for r in mine if r["task_key"]}))
+        outcomes = {o.ref: o for o in senders[system]([op_of(r, tasks.get(r["task_key"] or "")) for r in mine])}
         failpoint("after_send")
         result.sent += len(mine)
-        with engine.begin() as conn:
-            for i, r in enumerate(mine):
-                if i == len(mine) // 2:
-                    failpoint("mid_record")
-                o = outcomes.get(r["key"])
-                attempts = r["attempts"] + 1
-                if o is not None and o.ok:
-                    values: dict[str, Any] = {"state": "applied", "applied_at": now, "error": None,
-                                              "result_id": o.record_id}
-                    result.counts["applied"] += 1
-                else:
-                    error = o.error if o is not None else "no result came back for this write"
-                    again = (o is None or o.retryable) and attempts < wb.max_attempts
-                    values = {"state": "planned" if again else "failed", "error": error}
-                    result.counts["retry" if again else "failed"] += 1
-                    result.errors.append(f"{r['key']}: {error}")
-                conn.execute(update(w).where(w.c.key == r["key"]).values(**values))
+        results = [_result(r, outcomes.get(r["key"]), wb.max_attempts, now, result) for r in mine]
+        half = len(results) // 2
+        for n, part in enumerate((results[:half], results[half:])):
+            if n:  # half the results recorded: a crash here leaves the rest "sent"
+                failpoint("mid_record")
+            if part:
+                with engine.begin() as conn:
+                    conn.execute(update(w).where(w.c.key == bindparam("_key")).values(
+                        state=bindparam("state"), applied_at=bindparam("applied_at"), error=bindparam("error"),
+                        result_id=bindparam("result_id")), part)
     log.info("writeback.applied", sent=result.sent, **dict(result.counts))
     return result

@@ -52,10 +52,9 @@ def _show(rows: Sequence[dict[str, Any]], fmt: str) -> None:
         typer.echo(f"{r['state']:8} {where:45} {what}  ({r['reason'][:120]})")
 
 
-def _check_fields(settings: Any, rules: Any) -> None:
-    """Every CRM field the rules write exists in the org, or the command stops naming them."""
-    from detente.writeback.send import HubSpotWriter, SalesforceWriter
-
+def _check_fields(sf: Any, hs: Any, rules: Any) -> None:
+    """Every CRM field the rules write exists in the org (asked through the writers ``sf`` and
+    ``hs``), or the command stops naming them."""
     if rules.writeback is None:
         return
     sf_wanted: dict[str, list[str]] = {"Task": ["Detente_Key__c"]}
@@ -65,10 +64,8 @@ def _check_fields(settings: Any, rules: Any) -> None:
             obj, field = name.split(".", 1)
             sf_wanted.setdefault(obj, []).append(field)
         hs_wanted["contacts"] += list(systems.get("hubspot", ()))
-    missing = [f"Salesforce {obj}.{f}" for obj, fs in SalesforceWriter(settings.salesforce)
-               .missing_fields(sf_wanted).items() for f in fs]
-    missing += [f"HubSpot {obj}.{f}" for obj, fs in HubSpotWriter(settings.hubspot)
-                .missing_properties(hs_wanted).items() for f in fs]
+    missing = [f"Salesforce {obj}.{f}" for obj, fs in sf.missing_fields(sf_wanted).items() for f in fs]
+    missing += [f"HubSpot {obj}.{f}" for obj, fs in hs.missing_properties(hs_wanted).items() for f in fs]
     if missing:
         typer.echo("these fields do not exist in the CRMs (create them, or remove them from the rules' "
                    "writeback section): " + ", ".join(missing), err=True)
@@ -121,30 +118,37 @@ def apply_command(
         typer.echo("write-back is disabled; set writeback.enabled: true in the settings "
                    "(`detente plan` shows what it would write)", err=True)
         raise typer.Exit(1)
-    _check_fields(settings, rules)
-    now = datetime.now(UTC)
-    try:
-        plan_writes(engine, rules, settings.writeback, now)
-    except PlanTooLarge as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from exc
-    rows = pending(engine, settings.writeback.max_attempts)
-    if settings.writeback.dry_run:
-        _show(rows, "table")
-        typer.echo(f"dry run: {len(rows)} write(s) left planned, none sent")
-        return
-    if rows and not yes and not typer.confirm(f"send {len(rows)} write(s) to the CRMs?"):
-        raise typer.Exit(1)
+    # One writer per CRM for the whole command (one login), closed however it ends.
     sf, hs = SalesforceWriter(settings.salesforce), HubSpotWriter(settings.hubspot)
     try:
-        result = apply_writes(engine, settings, {"salesforce": sf.send, "hubspot": hs.send}, now)
-    except WritebackDisabled as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from exc
+        _check_fields(sf, hs, rules)
+        now = datetime.now(UTC)
+        try:
+            plan_writes(engine, rules, settings.writeback, now)
+        except PlanTooLarge as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from exc
+        rows = pending(engine, settings.writeback.max_attempts)
+        if settings.writeback.dry_run:
+            _show(rows, "table")
+            typer.echo(f"dry run: {len(rows)} write(s) left planned, none sent")
+            return
+        if rows and not yes and not typer.confirm(f"send {len(rows)} write(s) to the CRMs?"):
+            raise typer.Exit(1)
+        marks = sf.calls, hs.calls
+        try:
+            result = apply_writes(engine, settings, {"salesforce": sf.send, "hubspot": hs.send}, now)
+        except WritebackDisabled as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from exc
+        sf_calls, hs_calls = sf.calls - marks[0], hs.calls - marks[1]
+    finally:
+        sf.close()
+        hs.close()
     for e in result.errors:
         typer.echo(f"not applied: {e}", err=True)
     typer.echo(f"{result.counts['applied']} applied, {result.counts['retry']} to retry, "
-               f"{result.counts['failed']} failed ({sf.calls} Salesforce and {hs.calls} HubSpot calls)")
+               f"{result.counts['failed']} failed ({sf_calls} Salesforce and {hs_calls} HubSpot calls)")
 
 
 def writes_command(

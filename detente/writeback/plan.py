@@ -235,8 +235,31 @@ def plan_writes(engine: Engine, rules: c.Rules, settings: WritebackSettings, now
                 conn.execute(update(WRITES).where(WRITES.c.key.in_(plan.superseded), WRITES.c.state == "planned")
                              .values(state="skipped", error="superseded by a newer value"))
             if plan.writes:
+                _fresh_keys(conn, plan.writes, now)
                 conn.execute(insert(WRITES), plan.writes)
     return plan
+
+
+def _fresh_keys(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Give a new row whose key an earlier row holds (a write that failed, or was skipped as
+    superseded, and is wanted again) a key of its own: the key and the moment, numbered if
+    that is taken too. Without this, a write once failed would stop every later plan."""
+    w = WRITES
+    keys = [r["key"] for r in rows]
+    taken: set[str] = set()
+    for i in range(0, len(keys), 2000):
+        taken.update(conn.execute(select(w.c.key).where(w.c.key.in_(keys[i:i + 2000]))).scalars())
+    for row in rows:
+        if row["key"] not in taken:
+            continue
+        base = f"{row['key']}|{now:%Y%m%dT%H%M%S}"
+        used = set(conn.execute(select(w.c.key).where(w.c.key.startswith(base, autoescape=True))).scalars())
+        key, n = base, 1
+        while key in used or key in taken:
+            n += 1
+            key = f"{base}|{n}"
+        taken.add(key)
+        row["key"] = key
 
 
 def _plan_field(plan: Plan, target: Target, name: str, value: Any, seen: Pulled | None, writes: list[Written],
