@@ -124,8 +124,9 @@ class DaemonSettings(_Section):
     """``detente run``: how often each job runs, where health and metrics are served."""
 
     rules: Path = Field(Path("config/rules.yaml"), description="the rules file or folder (watched for edits)")
-    pull_seconds: float = Field(300.0, ge=1, description="pull and normalize each CRM this often")
-    audit_seconds: float = Field(300.0, ge=1, description="audit this often")
+    pull_seconds: float = Field(60.0, ge=1, description="pull and normalize each CRM this often (a pull that "
+                                "brings changes is audited and written back right after)")
+    audit_seconds: float = Field(300.0, ge=1, description="audit this often (clocks fall due without new data)")
     writeback_seconds: float = Field(300.0, ge=1, description="plan and apply write-back this often")
     listen: str = Field("127.0.0.1:8477", pattern=r"^[^:\s]+:\d{1,5}$", description="host:port of /healthz, "
                         "/readyz and /metrics (loopback unless you mean it)")

@@ -403,10 +403,21 @@ class Daemon:
         result = pull_step(self.engine, settings, now, systems=[system], on_page=on_page, rules=rules)
         if result.outcome == "ok" and (result.counts.get(system) or {}).get("stopped"):
             result.outcome = "stopped"
+        if sum(fetched.values()):
+            self._soon("audit")  # speed to lead: what a pull brought in is audited right after it
         return result
 
     def _audit(self, settings: Settings, rules: Rules, now: datetime) -> StepResult:
-        return audit_step(self.engine, rules, now)
+        result = audit_step(self.engine, rules, now)
+        if any(result.counts.get(k) for k in ("opened", "updated", "resolved", "reopened", "recorded")):
+            self._soon("writeback")  # and what the audit found is written back right after it
+        return result
+
+    def _soon(self, job_id: str) -> None:
+        """Run a job as soon as the worker is free, besides its own interval."""
+        job = self.scheduler.get_job(job_id)
+        if job is not None and not self._stopping:
+            job.modify(next_run_time=datetime.now(UTC))
 
     def _writeback(self, settings: Settings, rules: Rules, now: datetime) -> StepResult:
         return writeback_step(self.engine, settings, rules, now)
