@@ -51,7 +51,8 @@ def _recorded(engine: Engine, kind: str, system: str | None, now: datetime,
 
 
 def pull_step(engine: Engine, settings: Settings, now: datetime, systems: Sequence[str] | None = None,
-              on_page: Callable[[Any], None] | None = None, rules: c.Rules | None = None) -> StepResult:
+              on_page: Callable[[Any], None] | None = None, rules: c.Rules | None = None,
+              keep: dict[str, Any] | None = None) -> StepResult:
     """Pull the systems (each records its own run) and normalize what came in, with the field
     mappings the rules declare."""
     from detente.normalize.mapping import DEFAULT, from_rules
@@ -59,9 +60,11 @@ def pull_step(engine: Engine, settings: Settings, now: datetime, systems: Sequen
     from detente.sync import sync
 
     started = time.monotonic()
-    results = sync(engine, settings, now=now, systems=systems, on_page=on_page)
+    results = sync(engine, settings, now=now, systems=systems, on_page=on_page, keep=keep)
     report = normalize(engine, now=now, maps=(from_rules(rules) if rules is not None else None) or DEFAULT)
     counts: dict[str, Any] = {r.system: {"fetched": sum(o.fetched for o in r.report.objects),
+                                         "changed": sum(o.inserted + o.updated + o.deleted
+                                                        for o in r.report.objects),
                                          "calls": sum(o.calls for o in r.report.objects),
                                          "error": r.error, "stopped": r.report.stopped} for r in results}
     counts["normalized"] = dict(report.counts)

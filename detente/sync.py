@@ -57,8 +57,14 @@ def sync(
     objects: Sequence[str] | None = None,
     full: bool = False,
     on_page: Callable[[ObjectReport], None] | None = None,
+    keep: dict[str, Connector] | None = None,
 ) -> list[SystemResult]:
-    """Pull each system; one failing system does not stop the other."""
+    """Pull each system; one failing system does not stop the other.
+
+    ``keep``: connectors to reuse from one pull to the next (the daemon's), so that a session,
+    the objects' describes and HubSpot's property definitions are fetched once, not per pull;
+    each run still gets its own call budget.
+    """
     ready = configured(settings)
     wanted = list(systems or ready)
     missing = [s for s in wanted if s not in ready]
@@ -73,7 +79,13 @@ def sync(
     for system in wanted:
         section: Any = getattr(settings, system)
         budget = CallBudget(section.calls_per_run, section.calls_per_day, calls_today(engine, system, now.date()))
-        connector = build_connector(settings, system, budget)
+        connector = keep.get(system) if keep is not None else None
+        if connector is None:
+            connector = build_connector(settings, system, budget)
+            if keep is not None:
+                keep[system] = connector
+        else:
+            connector.budget = budget
         chosen = [o for o in connector.objects() if not objects or o in objects]
         run_id = start_run(engine, "pull", system, now)
         report = PullReport()
@@ -86,7 +98,7 @@ def sync(
             log.error("sync.failed", system=system, error=error)
         finally:
             close = getattr(connector, "close", None)
-            if close is not None:
+            if close is not None and keep is None:
                 close()
         outcome = "failed" if error else ("stopped" if report.stopped else "ok")
         counts = {o.object: {"fetched": o.fetched, "inserted": o.inserted, "updated": o.updated,

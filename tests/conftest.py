@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import structlog
 from hubspot import HubSpot
 from simple_salesforce import Salesforce
 from sqlalchemy import Engine, create_engine, text
@@ -82,6 +83,15 @@ def empty_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]
     sb.start()
     yield sb
     sb.stop()
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A command run in this process sets up logging (level, format) for the whole process;
+    the next test finds logging as it was, whatever order the tests run in."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(autouse=True)

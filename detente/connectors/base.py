@@ -115,6 +115,14 @@ class Connector(Protocol):
 
     system: str
 
+    @property
+    def budget(self) -> CallBudget | None:
+        """What this run may still spend (a connector kept between runs gets each run's own)."""
+        ...
+
+    @budget.setter
+    def budget(self, budget: CallBudget | None) -> None: ...
+
     def objects(self) -> Sequence[str]:
         """The objects this connector pulls, in dependency order."""
         ...

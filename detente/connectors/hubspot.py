@@ -117,6 +117,14 @@ class HubSpotConnector:
         self.http = HubSpotHttp(settings, self.meter)
         self._defs: dict[str, dict[str, PropertyDef]] = {}
 
+    @property
+    def budget(self) -> CallBudget | None:
+        return self.meter.budget
+
+    @budget.setter
+    def budget(self, budget: CallBudget | None) -> None:
+        self.meter.budget = budget
+
     # -- the Connector protocol -----------------------------------------------------------
 
     def objects(self) -> Sequence[str]:

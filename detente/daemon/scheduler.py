@@ -150,6 +150,8 @@ class Daemon:
         self._running: dict[str, float] = {}
         self._last: dict[str, JobState] = {}
         self._intervals: dict[str, float] = {}
+        # The CRM connectors live from one pull to the next: one login, one describe per object.
+        self._connectors: dict[str, Any] = {}
         self._waker = _Waker()
         self._stop_signal: str | None = None
         self._stop_signals = 0
@@ -311,6 +313,8 @@ class Daemon:
         else:
             redactor.add(new.secret_values())
         self.settings = new
+        if new.salesforce != old.salesforce or new.hubspot != old.hubspot:
+            self._connectors = {}  # new credentials or limits: the next pulls connect afresh
         self.rules.retarget(new.daemon.rules)
         self._refresh_rules(force=True)
         if self._leading:
@@ -341,6 +345,8 @@ class Daemon:
             os._exit(0)
         if self.http is not None:
             self.http.stop()
+        for connector in self._connectors.values():
+            connector.close()
         self._leadership.release()
         self.metrics.leader.set(0)
         self.engine.dispose()
@@ -400,10 +406,11 @@ class Daemon:
             if not self._leading:
                 raise StopRequested("this daemon lost the store's lock; the leader's next pull resumes from here")
 
-        result = pull_step(self.engine, settings, now, systems=[system], on_page=on_page, rules=rules)
+        result = pull_step(self.engine, settings, now, systems=[system], on_page=on_page, rules=rules,
+                           keep=self._connectors)
         if result.outcome == "ok" and (result.counts.get(system) or {}).get("stopped"):
             result.outcome = "stopped"
-        if sum(fetched.values()):
+        if (result.counts.get(system) or {}).get("changed"):
             self._soon("audit")  # speed to lead: what a pull brought in is audited right after it
         return result
 
