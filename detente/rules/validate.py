@@ -778,9 +778,10 @@ class _Validator:
         if isinstance(spec, WarningSpec):
             before = self.duration((*path, "before"), spec.before)
             if before is not None and within is not None and before.business == within.business \
-                    and _minutes(before) >= _minutes(within):
-                self.fail((*path, "before"), f"warning {before} before the due time is not shorter than {within}",
-                          "expected a warning shorter than within")
+                    and _minutes(before) > _minutes(within):
+                self.fail((*path, "before"), f"warning {before} before the due time is longer than {within}, "
+                                             "so it would start before the clock does",
+                          f"expected at most {within} (as long as within: warn from the start)")
         return c.Action(spec.task, tuple(spec.write), before)
 
     # the rest

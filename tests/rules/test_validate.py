@@ -172,6 +172,30 @@ writeback:
                             "stage, status")
 
 
+def _warning(tmp_path: Path, before: str) -> Path:
+    return write(tmp_path, BASE + f"""\
+slas:
+  - id: handoff
+    owner: marketing
+    start: {{stage: mql}}
+    stop: {{owner_team: sales}}
+    within: 24h
+    on_warning: {{before: {before}, write: [status]}}
+writeback:
+  fields:
+    status: {{hubspot: detente_status}}
+""")
+
+
+def test_a_warning_may_last_the_whole_window_but_not_longer(tmp_path: Path) -> None:
+    assert problems(_warning(tmp_path, "24h")) == []  # warn from the start
+    path = _warning(tmp_path, "25h")
+    [found] = problems(path)
+    assert found == (f"{path}:28:26: slas[0].on_warning.before: warning 25 hours before the due time is longer "
+                     "than 24 hours, so it would start before the clock does; expected at most 24 hours (as long "
+                     "as within: warn from the start)")
+
+
 def test_cycle_in_stage_order(tmp_path: Path) -> None:
     path = write(tmp_path, TEAMS + """\
 stages:
