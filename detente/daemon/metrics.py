@@ -100,8 +100,9 @@ class DaemonMetrics:
     def __init__(self, engine: Callable[[], Engine], settings: Callable[[], Settings]) -> None:
         self.registry = CollectorRegistry()
         self.runs = Counter("detente_runs", "Job runs by outcome (ok, failed, stopped, skipped)",
-                            ["job", "outcome"], registry=self.registry)
-        self.run_seconds = Histogram("detente_run_seconds", "How long each job run took", ["job"],
+                            ["step", "outcome"], registry=self.registry)
+        # "step", not "job": Prometheus sets its own "job" label on every scraped series.
+        self.run_seconds = Histogram("detente_run_seconds", "How long each job run took", ["step"],
                                      buckets=RUN_BUCKETS, registry=self.registry)
         self.records_pulled = Counter("detente_records_pulled", "Records pulled and committed, by system",
                                       ["system"], registry=self.registry)

@@ -28,7 +28,7 @@ def test_a_failing_system_is_reported_and_retried_and_does_not_stop_the_others(
                >= 2, 30, "two Salesforce pulls")
     daemon.wait_for("job.finished", 30, lambda e: e["job"] == "audit" and e["outcome"] == "ok")
     daemon.wait_for("job.failed", 30, lambda e: e["job"] == "pull-hubspot", after=1)
-    assert (sample(daemon.metrics(), "detente_runs_total", job="pull-hubspot", outcome="failed") or 0) >= 2
+    assert (sample(daemon.metrics(), "detente_runs_total", step="pull-hubspot", outcome="failed") or 0) >= 2
     assert [r for r in runs(engine, "pull") if r["system"] == "hubspot" and r["outcome"] == "failed"]
 
     # HubSpot recovers: the next tick pulls it, and the daemon is ready.

@@ -91,8 +91,8 @@ def test_metrics_report_real_values(running: Running) -> None:
     assert (sample(m, "detente_records_pulled_total", system="salesforce") or 0) > 0
     assert (sample(m, "detente_records_pulled_total", system="hubspot") or 0) > 0
     for job in ("pull-salesforce", "pull-hubspot", "audit", "writeback"):
-        assert (sample(m, "detente_runs_total", job=job, outcome="ok") or 0) >= 1, job
-        assert (sample(m, "detente_run_seconds_count", job=job) or 0) >= 1, job
+        assert (sample(m, "detente_runs_total", step=job, outcome="ok") or 0) >= 1, job
+        assert (sample(m, "detente_run_seconds_count", step=job) or 0) >= 1, job
     with engine.connect() as conn:
         kinds: dict[str, int] = dict(conn.execute(text(
             "SELECT kind, count(*) FROM findings WHERE status = 'open' GROUP BY kind")).all())
