@@ -50,5 +50,10 @@ def test_one_daemon_leads_the_other_stands_by_and_takes_over_when_the_leader_die
     assert second.at(finished) - (killed - second.started) < 30
     wait_until(lambda: second.get("/readyz").json()["role"] == "leader", 10, "the new leader's /readyz")
     assert len(runs(engine)) > runs_before
+    # Both wrote back in turn, never together: every task detente made exists once in the CRM.
+    second.wait_for("job.finished", 60, lambda e: e["job"] == "writeback")
+    keys = [r[0] for r in world.world.query(
+        'SELECT "Detente_Key__c" FROM "sf_Task" WHERE "Detente_Key__c" IS NOT NULL AND NOT "IsDeleted"')]
+    assert keys and len(keys) == len(set(keys))
     assert second.stop()[0] == 0
     engine.dispose()
