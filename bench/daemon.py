@@ -611,15 +611,15 @@ def report(args: argparse.Namespace, notes: list[str], setup: dict[str, Any], le
         print(f"    audit                     {audit['seconds']:>7.3f} s   "
               f"target <= {TARGET_IDLE_SECONDS:.0f} s: {verdict(audit['seconds'] <= TARGET_IDLE_SECONDS)}")
     else:
-        print("    audit: no idle audit seen: MISS")
+        print("    audit: none ran while idle (an idle pull no longer triggers one; audits keep their own "
+              "interval): not measured here")
     audits = sum(1 for e in idle_jobs if e["job"] == "audit")
     pulls = sum(1 for e in idle_jobs if e["job"].startswith("pull-"))
     print(f"  jobs seen while idle: {pulls} pulls, {audits} audits, "
           f"{sum(1 for e in idle_jobs if e['job'] == 'writeback')} write-backs")
-    if audits:
-        print("  note: every pull, idle or not, is followed by an audit: Daemon._pull calls _soon('audit') when "
-              "`fetched` > 0, and fetched counts unchanged re-reads (owners and pipelines, read whole every time, "
-              "and the lookback overlap), so the condition 'a pull that brings changes' is always true")
+    if audits > pulls // 2:
+        print("  note: idle pulls are followed by audits: a pull that inserted, updated or deleted nothing should "
+              "not trigger one (Daemon._pull), so something is being re-pulled as changed")
     if any(o.get("fetched", 0) > 1 for p in idle.values() for o in p.run["counts"].values()):
         print("  note: re-read = records fetched again although unchanged: each incremental pull starts "
               "lookback_seconds (300) below the object's cursor, the newest stamp it has read, not below now, so "
