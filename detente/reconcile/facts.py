@@ -158,7 +158,8 @@ class Facts:
 
 
 def load_facts(conn: Connection, rules: c.Rules, now: datetime,
-               person_ids: Sequence[int] | None = None, *, records: bool = True) -> Facts:
+               person_ids: Sequence[int] | None = None, *, records: bool = True,
+               owners: dict[int, OwnerFact] | None = None) -> Facts:
     """What the checks read about ``person_ids`` (every live person when None), as of the
     store's current contents (``now`` for conditions): the people, their opportunities and
     (``records``) every CRM record's identity claims, for the identity checks.
@@ -173,7 +174,7 @@ def load_facts(conn: Connection, rules: c.Rules, now: datetime,
     _changes(conn, people, person_ids)
     _activities(conn, people, person_ids)
     _values(conn, rules, now, people, person_ids)
-    owners = _owners(conn, rules, now)
+    owners = owners if owners is not None else load_owners(conn, rules, now)
     by_crm = {(system, crm_id): o.id for o in owners.values()
               for system, crm_id in (("salesforce", o.salesforce_user_id), ("hubspot", o.hubspot_owner_id)) if crm_id}
     # Without the identity checks, only converted leads' records are read (for the conversion checks).
@@ -199,7 +200,8 @@ def _status_since(people: Iterable[PersonFact]) -> dict[str, datetime]:
     return since
 
 
-def load_identity_facts(conn: Connection, rules: c.Rules, now: datetime) -> Facts:
+def load_identity_facts(conn: Connection, rules: c.Rules, now: datetime,
+                        owners: dict[int, OwnerFact] | None = None) -> Facts:
     """What the identity checks read: only the CRM records in a conflict (found in SQL), and
     the people holding them."""
     records = _records(conn, _conflicting_records(conn))
@@ -210,7 +212,7 @@ def load_identity_facts(conn: Connection, rules: c.Rules, now: datetime) -> Fact
     holders = [int(i) for (i,) in conn.execute(select(p.c.id).where(
         p.c.deleted.is_(False), or_(p.c.salesforce_lead_id.in_(lead_ids), p.c.hubspot_contact_id.in_(contact_ids))))]
     people = _people(conn, holders)
-    owners = _owners(conn, rules, now)
+    owners = owners if owners is not None else load_owners(conn, rules, now)
     return Facts(people=people, owners=owners, opportunities={}, records=records, stage_names=tuple(rules.stages),
                  lead_status_since=_lead_status_since(conn, lead_ids))
 
@@ -353,7 +355,8 @@ def sla_conditions(rules: c.Rules) -> list[Condition]:
     return found
 
 
-def _owners(conn: Connection, rules: c.Rules, now: datetime) -> dict[int, OwnerFact]:
+def load_owners(conn: Connection, rules: c.Rules, now: datetime) -> dict[int, OwnerFact]:
+    """Every owner with their team now and while active (the same for every chunk of a run)."""
     o = OWNERS.alias("o")
     # The same owners as if every one were active: the team they belonged to while they were.
     active = select(*(literal(True).label("active") if col.name == "active" else col for col in OWNERS.c)) \
@@ -382,12 +385,14 @@ def _opportunities(conn: Connection, person_ids: Sequence[int] | None) -> dict[i
     return {r.id: OpportunityFact(**r._mapping) for r in conn.execute(stmt)}
 
 
-def load_unowned(conn: Connection, rules: c.Rules, now: datetime) -> Facts:
+def load_unowned(conn: Connection, rules: c.Rules, now: datetime,
+                 owners: dict[int, OwnerFact] | None = None) -> Facts:
     """The opportunities linked to no person, for the opportunity checks."""
     o = OPPORTUNITIES
     stmt = select(*OPPORTUNITY_COLUMNS).where(o.c.deleted.is_(False), o.c.person_id.is_(None))
     opportunities = {r.id: OpportunityFact(**r._mapping) for r in conn.execute(stmt)}
-    return Facts(people={}, owners=_owners(conn, rules, now), opportunities=opportunities, records=[],
+    owners = owners if owners is not None else load_owners(conn, rules, now)
+    return Facts(people={}, owners=owners, opportunities=opportunities, records=[],
                  stage_names=tuple(rules.stages))
 
 

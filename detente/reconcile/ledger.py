@@ -24,8 +24,10 @@ from detente.reconcile.facts import (
     OPPORTUNITIES,
     PEOPLE,
     Facts,
+    OwnerFact,
     load_facts,
     load_identity_facts,
+    load_owners,
     load_unowned,
 )
 from detente.reconcile.feedback import feedback_gaps
@@ -145,16 +147,34 @@ def person_findings(facts: Facts, rules: c.Rules, now: datetime) -> list[Finding
             *feedback_gaps(facts, rules, now)]
 
 
+def _facts_by_chunk(engine: Engine, rules: c.Rules, now: datetime, people: list[int], chunk: int,
+                    owners: dict[int, OwnerFact]) -> Iterator[tuple[list[int], Facts]]:
+    for part in _chunks(people, chunk):
+        # Facts are read on their own connection: StageEvaluator sets ``yield_per`` on the
+        # connection it is given, which would make later statements on it use server-side cursors.
+        with engine.connect() as conn:
+            yield part, load_facts(conn, rules, now, part, records=False, owners=owners)
+
+
+def _shared_checks(engine: Engine, rules: c.Rules, now: datetime, owners: dict[int, OwnerFact]) -> list[Finding]:
+    """Identity and opportunities linked to no person: checked whole every run."""
+    with engine.connect() as conn:
+        shared = load_identity_facts(conn, rules, now, owners)
+        unowned = load_unowned(conn, rules, now, owners)
+    return [*identity(shared, now), *feedback_gaps(unowned, rules, now)]
+
+
+def _load_owners(engine: Engine, rules: c.Rules, now: datetime) -> dict[int, OwnerFact]:
+    with engine.connect() as conn:
+        return load_owners(conn, rules, now)
+
+
 def evaluate_store(engine: Engine, rules: c.Rules, now: datetime, chunk: int = CHUNK) -> Iterator[Finding]:
     """Every finding as of ``now``, read chunk by chunk; nothing is stored (``audit --as-of``)."""
-    for part in _chunks(_live_people(engine), chunk):
-        with engine.connect() as conn:
-            facts = load_facts(conn, rules, now, part, records=False)
+    owners = _load_owners(engine, rules, now)
+    for _, facts in _facts_by_chunk(engine, rules, now, _live_people(engine), chunk, owners):
         yield from person_findings(facts, rules, now)
-    with engine.connect() as conn:
-        shared, unowned = load_identity_facts(conn, rules, now), load_unowned(conn, rules, now)
-    yield from identity(shared, now)
-    yield from feedback_gaps(unowned, rules, now)
+    yield from _shared_checks(engine, rules, now, owners)
 
 
 def reconcile(engine: Engine, rules: c.Rules, now: datetime, *, full: bool = False,
@@ -172,19 +192,14 @@ def reconcile(engine: Engine, rules: c.Rules, now: datetime, *, full: bool = Fal
     log.info("audit.scope", why=scope.why, people="all" if scope.people is None else len(scope.people))
     counts: Counter[str] = Counter()
     people = _live_people(engine, with_open_findings=True) if scope.people is None else scope.people
-    for part in _chunks(people, chunk):
-        # Facts are read on their own connection: StageEvaluator sets ``yield_per`` on the
-        # connection it is given, which would make later statements on it use server-side cursors.
-        with engine.connect() as conn:
-            facts = load_facts(conn, rules, now, part, records=False)
+    owners = _load_owners(engine, rules, now)
+    for part, facts in _facts_by_chunk(engine, rules, now, people, chunk, owners):
         found = person_findings(facts, rules, now)
         with engine.begin() as conn:
             stored = stored_findings(conn, person_ids=part, keys=[f.key for f in found])
             counts.update(apply(conn, plan(found, stored, now, rules.version)))
             _save_wakes(conn, part, facts.wake)
-    with engine.connect() as conn:
-        shared, unowned = load_identity_facts(conn, rules, now), load_unowned(conn, rules, now)
-    found = [*identity(shared, now), *feedback_gaps(unowned, rules, now)]
+    found = _shared_checks(engine, rules, now, owners)
     with engine.begin() as conn:
         counts.update(apply(conn, plan(found, _shared_findings(conn, [f.key for f in found]), now, rules.version)))
         _save_state(conn, rules.version, scope, now)

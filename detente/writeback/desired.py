@@ -166,7 +166,7 @@ def desired_state(rules: c.Rules, people: Mapping[int, PersonView], findings: Se
                 if "sla_due" in action.write and f.due_at is not None:
                     due = f.due_at if due is None else min(due, f.due_at)
                 if action.task is not None:
-                    _task(out, rules, sla, action.task, f, person, task_system, business, links or {})
+                    _task(out, rules, sla, action.task, f, person, task_system, business, hours, links or {})
             elif (label := STATUS_OF_KIND.get(f.kind)) is not None:
                 candidates.append((STATUS_ORDER.index(label), label, f))
         if candidates:
@@ -205,7 +205,8 @@ def render(template: str, values: Mapping[str, str]) -> str:
 
 
 def _task(out: Desired, rules: c.Rules, sla: c.Sla, name: str, f: OpenFinding, person: PersonView,
-          task_system: Mapping[str, str], calendar: BusinessCalendar | None, links: Mapping[str, str]) -> None:
+          task_system: Mapping[str, str], calendar: BusinessCalendar | None, hours: int,
+          links: Mapping[str, str]) -> None:
     assert rules.writeback is not None
     template = rules.writeback.tasks.get(name)
     if template is None or f.due_at is None or f.started_at is None:
@@ -223,8 +224,6 @@ def _task(out: Desired, rules: c.Rules, sla: c.Sla, name: str, f: OpenFinding, p
         out.skipped.append(f"{f.key}: no owner in {target.system} to assign the {name} task to")
         return
     if template.due.business and calendar is not None:
-        cal = rules.calendar_for(sla)
-        hours = cal.hours_per_day if cal is not None else 8
         task_due = calendar.add_hours(f.due_at, template.due.business_hours(hours))
     elif template.due.business:
         task_due = f.due_at
