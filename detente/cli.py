@@ -273,3 +273,7 @@ def cycle(
 from detente.daemon.cli import run_command  # noqa: E402 - registered last, see detente/daemon/cli.py
 
 app.command("run")(run_command)
+
+from detente.metrics.cli import report_command  # noqa: E402 - registered last, see detente/metrics/cli.py
+
+app.command("report")(report_command)

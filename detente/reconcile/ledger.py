@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, update
 
 from detente.logs import get_logger
-from detente.reconcile import labels
+from detente.reconcile import funnel, labels
 from detente.reconcile.facts import (
     ACTIVITIES,
     OPPORTUNITIES,
@@ -193,12 +193,15 @@ def reconcile(engine: Engine, rules: c.Rules, now: datetime, *, full: bool = Fal
     counts: Counter[str] = Counter()
     people = _live_people(engine, with_open_findings=True) if scope.people is None else scope.people
     owners = _load_owners(engine, rules, now)
+    implied, clock_time = funnel.implied_stages(rules), funnel.ClockTime(rules)
     for part, facts in _facts_by_chunk(engine, rules, now, people, chunk, owners):
         found = person_findings(facts, rules, now)
         with engine.begin() as conn:
             stored = stored_findings(conn, person_ids=part, keys=[f.key for f in found])
             counts.update(apply(conn, plan(found, stored, now, rules.version)))
             _save_wakes(conn, part, facts.wake)
+            # What the metrics read: the stages reached and every clock, met ones included.
+            funnel.save(conn, part, funnel.stage_rows(facts, rules, implied), funnel.clock_rows(found, clock_time))
     found = _shared_checks(engine, rules, now, owners)
     with engine.begin() as conn:
         counts.update(apply(conn, plan(found, _shared_findings(conn, [f.key for f in found]), now, rules.version)))

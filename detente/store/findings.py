@@ -90,3 +90,38 @@ class AuditWake(SQLModel, table=True):
 
     person_id: int = Field(primary_key=True)
     at: datetime = _ts()
+
+
+class PersonStage(SQLModel, table=True):
+    """A stage of the agreement a person has reached, as the audit last saw them.
+
+    Written by the audit for every person it evaluates, so the metrics aggregate in SQL what
+    the findings were judged by. ``entered_at`` is the first moment either CRM labelled the
+    stage or a stage that implies it (None when neither CRM ever did); ``is_current`` marks the
+    person's furthest stage in the funnel.
+    """
+
+    __tablename__ = "person_stages"
+    __table_args__ = (Index("person_stages_stage", "stage", "person_id"),)
+
+    person_id: int = Field(primary_key=True)
+    stage: str = Field(primary_key=True, max_length=64)
+    entered_at: datetime | None = _ts(default=None)
+    is_current: bool = False
+
+
+class PersonClock(SQLModel, table=True):
+    """One started SLA clock of one person, whatever its state (met clocks included)."""
+
+    __tablename__ = "person_clocks"
+    __table_args__ = (Index("person_clocks_sla", "sla", "started_at"),)
+
+    person_id: int = Field(primary_key=True)
+    sla: str = Field(primary_key=True, max_length=64)
+    team: str | None = Field(default=None, max_length=64, description="the team that owes the SLA")
+    owner_email: str | None = Field(default=None, max_length=320)
+    started_at: datetime = _ts()
+    due_at: datetime = _ts()
+    stopped_at: datetime | None = _ts(default=None)
+    outcome: str = Field(max_length=16, description="running, met, late, missed or requirement")
+    hours: float | None = Field(default=None, description="start to stop in the SLA's own time (business hours)")

@@ -137,7 +137,7 @@ class Person(SQLModel, table=True):
     """One real person: a Salesforce lead and/or contact and a HubSpot contact, linked."""
 
     __tablename__ = "people"
-    __table_args__ = (Index("people_email", "email"),)
+    __table_args__ = (Index("people_email", "email"), Index("people_created", "created_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     email: str | None = Field(default=None, max_length=320)

@@ -1,0 +1,1 @@
+"""Shared metrics: funnel, lead value, SLA compliance, cost and the two views, per period."""

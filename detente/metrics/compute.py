@@ -1,0 +1,633 @@
+"""Every shared metric of one period, from the store, computed once for the CLI, the dashboard
+and the digest.
+
+What is counted, so that anyone can check a number by hand:
+
+- **cohort**: the live people created in the period; the funnel, lead value delivered, MQLs
+  and the conversion of leads are about them. A person's source, channel, offer, campaign,
+  owner (Salesforce's, else HubSpot's) and agreed team slice them (``--by``).
+- **reached / at a stage**: as the audit last judged them (``person_stages``): a stage whose
+  definition holds, or one every path to such a stage passes through; *at* is the furthest.
+  Conversion of a stage is its count over its first ``after`` stage's count. Time in a stage
+  runs from the first label of the stage to the first label of any later stage, where both
+  were labelled (median, days).
+- **opportunities**: the cohort people with one (lead→opportunity); won (opportunity→won) over
+  the cohort's closed ones. Bookings, average selling price and the win rate count the
+  opportunities *closed* in the period, whoever they came from.
+- **SLA clocks**: those started in the period (``person_clocks``): met, late, missed (due and
+  unstopped), requirement (stopped in time without what it requires), running; the share
+  within the SLA is met over the decided ones (all but running); hours are the SLA's own time.
+- **lead value**: bookings per lead of each group (``goals.lead_value.by``) over the window
+  before the period's end (leads created in it, opportunities closed won in it), or the fixed
+  values; the goal is the bookings goal scaled to the period. The implied goals divide the
+  bookings goal by the historical average selling price, win rate and lead→opportunity rate
+  (MQL→opportunity for the MQL goal), all over the same window.
+- **cost**: each campaign active in the period, over its whole life: actual cost ÷ its leads
+  (people it brought), ÷ its won opportunities; by source through each campaign's most common
+  source among its leads.
+- **trends**: the headline numbers against the previous period, and against the org's own
+  baseline (mean and standard deviation of the six periods before); a deviation is reported in
+  standard deviations, never against a fixed "good" value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from statistics import mean, median, pstdev
+from typing import Any
+
+from sqlalchemy import Connection, Engine, distinct, exists, func, select
+
+from detente.metrics.periods import goal_scale, kind_of, shift
+from detente.reconcile.counts import Counts, Period, count_stages, open_findings, read_cohort
+from detente.reconcile.counts import to_json as counts_json
+from detente.reconcile.facts import load_owners
+from detente.reconcile.labels import later_stages
+from detente.rules import checked as c
+from detente.rules.durations import Duration
+from detente.store.findings import FindingRow, PersonClock, PersonStage
+from detente.store.tables import Campaign, Opportunity, Owner, Person
+
+PEOPLE = Person.__table__  # type: ignore[attr-defined]
+OPPS = Opportunity.__table__  # type: ignore[attr-defined]
+CAMPAIGNS = Campaign.__table__  # type: ignore[attr-defined]
+OWNERS = Owner.__table__  # type: ignore[attr-defined]
+STAGES = PersonStage.__table__  # type: ignore[attr-defined]
+CLOCKS = PersonClock.__table__  # type: ignore[attr-defined]
+FINDINGS = FindingRow.__table__  # type: ignore[attr-defined]
+
+DIMENSIONS = ("source", "channel", "offer", "campaign", "team", "owner")
+NONE = "(none)"
+BASELINE_PERIODS = 6
+HEADLINE = ("leads", "mqls", "opportunities", "lead_to_opportunity", "won", "bookings", "win_rate",
+            "average_selling_price", "lead_value_delivered", "handoff_within_sla", "first_touch_within_sla")
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ratio(part: float, whole: float) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def money(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def p90(values: Sequence[float]) -> float | None:
+    """The 90th percentile by nearest rank (a value that occurred)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(0.9 * len(ordered)) - 1, 0)]
+
+
+def med(values: Sequence[float]) -> float | None:
+    return round(median(values), 2) if values else None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+# -- what is read ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Who:
+    """One person of a cohort and what slices them."""
+
+    id: int
+    created_at: datetime | None
+    source: str
+    channel: str
+    offer: str
+    campaign: str
+    owner: str
+    team: str
+    activities: int
+
+
+@dataclass(frozen=True)
+class Deal:
+    person_id: int | None
+    amount: float
+    is_closed: bool
+    is_won: bool
+    created_at: datetime | None
+    closed_at: datetime | None
+
+
+class Store:
+    """The reads the metrics make, on one connection, with owners and campaigns looked up once."""
+
+    def __init__(self, conn: Connection, rules: c.Rules, now: datetime) -> None:
+        self.conn, self.rules, self.now = conn, rules, now
+        owners = load_owners(conn, rules, now)
+        self.owner_email = {o.id: o.email for o in owners.values()}
+        self.owner_team = {o.id: o.team or NONE for o in owners.values()}
+        self.campaigns = {r.id: r for r in conn.execute(select(CAMPAIGNS))}
+
+    def people(self, start: datetime, end: datetime) -> list[Who]:
+        p = PEOPLE
+        stmt = select(p.c.id, p.c.created_at, p.c.source, p.c.channel, p.c.offer, p.c.campaign_id,
+                      func.coalesce(p.c.salesforce_owner_id, p.c.hubspot_owner_id).label("owner_id"),
+                      p.c.activity_count).where(p.c.deleted.is_(False), p.c.created_at >= start, p.c.created_at < end)
+        out = []
+        for r in self.conn.execute(stmt):
+            campaign = self.campaigns.get(r.campaign_id)
+            out.append(Who(r.id, _aware(r.created_at), r.source or NONE, r.channel or NONE, r.offer or NONE,
+                           campaign.name if campaign is not None else NONE,
+                           self.owner_email.get(r.owner_id, NONE), self.owner_team.get(r.owner_id, NONE),
+                           int(r.activity_count or 0)))
+        return out
+
+    def stages(self, start: datetime, end: datetime) -> dict[int, dict[str, tuple[datetime | None, bool]]]:
+        """Per person created in [start, end): stage -> (entered, current)."""
+        s, p = STAGES, PEOPLE
+        stmt = select(s.c.person_id, s.c.stage, s.c.entered_at, s.c.is_current).join(p, p.c.id == s.c.person_id) \
+            .where(p.c.deleted.is_(False), p.c.created_at >= start, p.c.created_at < end)
+        out: dict[int, dict[str, tuple[datetime | None, bool]]] = defaultdict(dict)
+        for r in self.conn.execute(stmt):
+            out[r.person_id][r.stage] = (_aware(r.entered_at), bool(r.is_current))
+        return out
+
+    def deals(self, *, people_from: tuple[datetime, datetime] | None = None,
+              closed_in: tuple[datetime, datetime] | None = None) -> list[Deal]:
+        o, p = OPPS, PEOPLE
+        stmt = select(o.c.person_id, o.c.amount, o.c.is_closed, o.c.is_won, o.c.created_at, o.c.closed_at) \
+            .where(o.c.deleted.is_(False))
+        if people_from is not None:
+            stmt = stmt.join(p, p.c.id == o.c.person_id).where(
+                p.c.deleted.is_(False), p.c.created_at >= people_from[0], p.c.created_at < people_from[1])
+        if closed_in is not None:
+            stmt = stmt.where(o.c.is_closed.is_(True), o.c.closed_at >= closed_in[0], o.c.closed_at < closed_in[1])
+        return [Deal(r.person_id, float(r.amount or 0), bool(r.is_closed), bool(r.is_won), _aware(r.created_at),
+                     _aware(r.closed_at)) for r in self.conn.execute(stmt)]
+
+    def clocks(self, start: datetime, end: datetime) -> list[Any]:
+        k = CLOCKS
+        stmt = select(k.c.person_id, k.c.sla, k.c.team, k.c.owner_email, k.c.started_at, k.c.outcome, k.c.hours) \
+            .join(PEOPLE, PEOPLE.c.id == k.c.person_id) \
+            .where(PEOPLE.c.deleted.is_(False), k.c.started_at >= start, k.c.started_at < end)
+        return list(self.conn.execute(stmt))
+
+    def dims_of(self, person_ids: Iterable[int]) -> dict[int, Who]:
+        """Slicing values of people outside a cohort (clocks started in the period)."""
+        ids = sorted(set(person_ids))
+        out: dict[int, Who] = {}
+        for start in range(0, len(ids), 5_000):
+            part = ids[start:start + 5_000]
+            p = PEOPLE
+            stmt = select(p.c.id, p.c.created_at, p.c.source, p.c.channel, p.c.offer, p.c.campaign_id,
+                          func.coalesce(p.c.salesforce_owner_id, p.c.hubspot_owner_id).label("owner_id"),
+                          p.c.activity_count).where(p.c.id.in_(part))
+            for r in self.conn.execute(stmt):
+                campaign = self.campaigns.get(r.campaign_id)
+                out[r.id] = Who(r.id, _aware(r.created_at), r.source or NONE, r.channel or NONE, r.offer or NONE,
+                                campaign.name if campaign is not None else NONE,
+                                self.owner_email.get(r.owner_id, NONE), self.owner_team.get(r.owner_id, NONE),
+                                int(r.activity_count or 0))
+        return out
+
+    def group_leads(self, start: datetime, end: datetime, by: Sequence[str]) -> Counter[tuple[str, ...]]:
+        cols = [func.coalesce(PEOPLE.c[name], NONE) for name in by]
+        stmt = select(*cols, func.count()).where(PEOPLE.c.deleted.is_(False), PEOPLE.c.created_at >= start,
+                                                 PEOPLE.c.created_at < end).group_by(*cols)
+        return Counter({tuple(r[:-1]): int(r[-1]) for r in self.conn.execute(stmt)})
+
+    def group_bookings(self, start: datetime, end: datetime, by: Sequence[str]) -> dict[tuple[str, ...], float]:
+        o, p = OPPS, PEOPLE
+        cols = [func.coalesce(p.c[name], NONE) for name in by]
+        stmt = select(*cols, func.sum(o.c.amount)).join(p, p.c.id == o.c.person_id).where(
+            o.c.deleted.is_(False), o.c.is_won.is_(True), o.c.closed_at >= start, o.c.closed_at < end).group_by(*cols)
+        return {tuple(r[:-1]): float(r[-1] or 0) for r in self.conn.execute(stmt)}
+
+    def campaign_leads(self) -> tuple[Counter[int], Counter[int], dict[int, str]]:
+        """Per campaign: its leads (all time), its won opportunities, its most common source."""
+        p, o = PEOPLE, OPPS
+        leads: Counter[int] = Counter()
+        sources: dict[int, Counter[str]] = defaultdict(Counter)
+        stmt = select(p.c.campaign_id, func.coalesce(p.c.source, NONE), func.count()).where(
+            p.c.deleted.is_(False), p.c.campaign_id.is_not(None)).group_by(p.c.campaign_id, p.c.source)
+        for campaign_id, source, n in self.conn.execute(stmt):
+            leads[campaign_id] += n
+            sources[campaign_id][source] += n
+        won: Counter[int] = Counter()
+        stmt = select(p.c.campaign_id, func.count()).join(o, o.c.person_id == p.c.id).where(
+            p.c.deleted.is_(False), p.c.campaign_id.is_not(None), o.c.deleted.is_(False),
+            o.c.is_won.is_(True)).group_by(p.c.campaign_id)
+        for campaign_id, n in self.conn.execute(stmt):
+            won[campaign_id] = n
+        top = {k: sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for k, v in sources.items()}
+        return leads, won, top
+
+    def count_people(self, start: datetime, end: datetime, *, stage: str | None = None,
+                     with_opportunity: bool = False) -> int:
+        """Live people created in [start, end), that reached ``stage``, that have an opportunity."""
+        p, o, s = PEOPLE, OPPS, STAGES
+        stmt = select(func.count(distinct(p.c.id))).where(
+            p.c.deleted.is_(False), p.c.created_at >= start, p.c.created_at < end)
+        if stage is not None:
+            stmt = stmt.join(s, s.c.person_id == p.c.id).where(s.c.stage == stage)
+        if with_opportunity:
+            stmt = stmt.where(exists().where(o.c.person_id == p.c.id, o.c.deleted.is_(False)))
+        return int(self.conn.execute(stmt).scalar() or 0)
+
+    def open_breaches(self) -> list[Any]:
+        f = FINDINGS
+        stmt = select(f).where(f.c.status == "open", f.c.kind == "sla", f.c.state == "breached") \
+            .order_by(f.c.owner_email, f.c.due_at)
+        return [dict(r._mapping) for r in self.conn.execute(stmt)]
+
+
+# -- the parts ---------------------------------------------------------------------------------
+
+
+# Without a goals section: no goal, lead value from a year of history by source and offer.
+NO_GOALS = c.Goals(period="month", bookings=0.0, currency="USD", average_selling_price=None,
+                   lead_value=c.LeadValue(method="history", window=Duration(365, "days"), by=("source", "offer"),
+                                          values={}))
+
+
+@dataclass(frozen=True)
+class Context:
+    rules: c.Rules
+    implied: Mapping[str, frozenset[str]]
+    after: Mapping[str, frozenset[str]]
+
+    @property
+    def goals(self) -> c.Goals:
+        return self.rules.goals if self.rules.goals is not None else NO_GOALS
+
+    def value(self, h: History, who: Who) -> float:
+        """One lead's value: its group's (``goals.lead_value.by``) in the history ``h``."""
+        return h.value(self.goals, [str(getattr(who, name, NONE)) for name in self.goals.lead_value.by])
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(self.rules.stages)
+
+
+def funnel(ctx: Context, cohort: Sequence[Who], stages: Mapping[int, Mapping[str, tuple[datetime | None, bool]]],
+           deals: Sequence[Deal]) -> dict[str, Any]:
+    ids = {w.id for w in cohort}
+    rows = []
+    reached: dict[str, int] = {}
+    for name, stage in ctx.rules.stages.items():
+        got = [pid for pid in ids if name in stages.get(pid, {})]
+        at = sum(1 for pid in got if stages[pid][name][1])
+        reached[name] = len(got)
+        days = []
+        for pid in got:
+            entered = stages[pid][name][0]
+            nexts = [t for s, (t, _) in stages[pid].items() if s in ctx.after[name] and t is not None]
+            if entered is not None and nexts and min(nexts) >= entered:
+                days.append((min(nexts) - entered).total_seconds() / 86400)
+        previous = stage.after[0] if stage.after else None
+        rows.append({"stage": name, "at": at, "reached": len(got), "from": previous,
+                     "conversion": ratio(len(got), reached[previous]) if previous in reached else None,
+                     "median_days_in_stage": med(days), "timed": len(days)})
+    with_opp = {d.person_id for d in deals if d.person_id in ids}
+    closed = [d for d in deals if d.person_id in ids and d.is_closed]
+    return {"cohort": len(ids), "stages": rows, "with_opportunity": len(with_opp),
+            "lead_to_opportunity": ratio(len(with_opp), len(ids)),
+            "cohort_won": sum(1 for d in closed if d.is_won), "cohort_closed": len(closed),
+            "opportunity_to_won": ratio(sum(1 for d in closed if d.is_won), len(closed))}
+
+
+def bookings(deals: Sequence[Deal]) -> dict[str, Any]:
+    won = [d for d in deals if d.is_won]
+    total = sum(d.amount for d in won)
+    return {"won": len(won), "lost": len(deals) - len(won), "bookings": money(total),
+            "average_selling_price": money(total / len(won)) if won else None,
+            "win_rate": ratio(len(won), len(deals))}
+
+
+@dataclass(frozen=True)
+class History:
+    """What the window before the period's end says a lead, an MQL and a deal are worth."""
+
+    start: datetime
+    end: datetime
+    values: Mapping[tuple[str, ...], float]
+    leads: int
+    leads_with_opportunity: int
+    mqls: int
+    mqls_with_opportunity: int
+    won: int
+    closed: int
+    bookings: float
+
+    def value(self, goals: c.Goals, group: Sequence[str]) -> float:
+        key = tuple(group)
+        if key in self.values:
+            return self.values[key]
+        return goals.lead_value.values.get("default", 0.0)
+
+
+def history(store: Store, ctx: Context, end: datetime) -> History:
+    goals = ctx.goals
+    window = goals.lead_value.window
+    start = end - (window.calendar if not window.business else timedelta(days=365))
+    by = goals.lead_value.by
+    leads = store.group_leads(start, end, by)
+    booked = store.group_bookings(start, end, by)
+    if goals.lead_value.method == "fixed":
+        fixed = goals.lead_value.values
+        values = {g: fixed.get(g[0] if g else "default", fixed.get("default", 0.0)) for g in leads}
+    else:
+        values = {g: round(booked.get(g, 0.0) / n, 2) for g, n in leads.items() if n}
+    closed = store.deals(closed_in=(start, end))
+    return History(start, end, values, sum(leads.values()), store.count_people(start, end, with_opportunity=True),
+                   store.count_people(start, end, stage="mql"),
+                   store.count_people(start, end, stage="mql", with_opportunity=True),
+                   sum(1 for d in closed if d.is_won), len(closed), sum(d.amount for d in closed if d.is_won))
+
+
+def implied(goals: c.Goals, h: History, scale: float) -> dict[str, Any]:
+    """bookings goal ÷ average selling price ÷ win rate ÷ lead→opportunity rate, for this period."""
+    goal = goals.bookings * scale
+    asp = goals.average_selling_price if goals.average_selling_price is not None else (
+        h.bookings / h.won if h.won else None)
+    win = h.won / h.closed if h.closed else None
+    l2o = h.leads_with_opportunity / h.leads if h.leads else None
+    m2o = h.mqls_with_opportunity / h.mqls if h.mqls else None
+    out: dict[str, Any] = {"bookings_goal": money(goal), "average_selling_price": money(asp),
+                           "win_rate": None if win is None else round(win, 4),
+                           "lead_to_opportunity": None if l2o is None else round(l2o, 4),
+                           "mql_to_opportunity": None if m2o is None else round(m2o, 4),
+                           "deals": None, "opportunities": None, "leads": None, "mqls": None,
+                           "window": {"start": iso(h.start), "end": iso(h.end)}}
+    if goal and asp and win:
+        deals = goal / asp
+        opps = deals / win
+        out.update(deals=math.ceil(deals), opportunities=math.ceil(opps))
+        if l2o:
+            out["leads"] = math.ceil(opps / l2o)
+        if m2o:
+            out["mqls"] = math.ceil(opps / m2o)
+    return out
+
+
+def clock_summary(rows: Sequence[Any]) -> dict[str, Any]:
+    outcomes = Counter(r.outcome for r in rows)
+    decided = len(rows) - outcomes["running"]
+    hours = [float(r.hours) for r in rows if r.hours is not None]
+    stopped = outcomes["met"] + outcomes["late"] + outcomes["requirement"]
+    return {"started": len(rows), "met": outcomes["met"], "late": outcomes["late"], "missed": outcomes["missed"],
+            "requirement": outcomes["requirement"], "running": outcomes["running"],
+            "within_sla": ratio(outcomes["met"], decided), "stopped": ratio(stopped, len(rows)),
+            "median_hours": med(hours), "p90_hours": None if not hours else round(p90(hours) or 0, 2)}
+
+
+def sla_section(ctx: Context, clocks: Sequence[Any]) -> list[dict[str, Any]]:
+    by_sla: dict[str, list[Any]] = defaultdict(list)
+    for r in clocks:
+        by_sla[r.sla].append(r)
+    return [{"sla": sla.id, "owner": sla.owner, "meaning": sla.meaning, "within": str(sla.within),
+             **clock_summary(by_sla.get(sla.id, []))} for sla in ctx.rules.slas]
+
+
+def per_team_and_owner(ctx: Context, clocks: Sequence[Any]) -> list[dict[str, Any]]:
+    """SLA compliance per owing team and per owner."""
+    groups: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
+    for r in clocks:
+        groups[(r.sla, r.team or NONE, "")].append(r)
+        groups[(r.sla, r.team or NONE, r.owner_email or NONE)].append(r)
+    return [{"sla": sla, "team": team, "owner": owner or None, **clock_summary(rows)}
+            for (sla, team, owner), rows in sorted(groups.items())]
+
+
+def slas_by_kind(ctx: Context, slas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Which SLA answers which question: hand-off (starts at a stage, stops at a team), first touch
+    (stops at an activity), outcome (stops at stages, with a requirement)."""
+    out: dict[str, Any] = {}
+    for sla, row in zip(ctx.rules.slas, slas, strict=True):
+        if sla.stop.kind == "owner_team" and "handoff" not in out:
+            out["handoff"] = row
+        elif sla.stop.kind == "first_activity" and "first_touch" not in out:
+            out["first_touch"] = row
+        elif sla.stop.kind == "stage" and "outcome" not in out:
+            out["outcome"] = row
+    return out
+
+
+def disqualified(ctx: Context, cohort: Sequence[Who], stages: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    if "disqualified" not in ctx.rules.stages:
+        return {"people": 0}
+    counts = [w.activities for w in cohort if stages.get(w.id, {}).get("disqualified", (None, False))[1]]
+    return {"people": len(counts), "median_activities": med(counts),
+            "mean_activities": round(mean(counts), 2) if counts else None}
+
+
+def cost(store: Store, period: Period) -> dict[str, Any]:
+    leads, won, source = store.campaign_leads()
+    rows = []
+    for cid, camp in sorted(store.campaigns.items(), key=lambda kv: kv[1].name):
+        start, end = camp.start_date, camp.end_date
+        if start is not None and start >= period.end.date():
+            continue
+        if end is not None and end < period.start.date():
+            continue
+        spent = float(camp.actual_cost or 0)
+        rows.append({"campaign": camp.name, "source": source.get(cid, NONE), "channel": camp.channel,
+                     "offer": camp.offer, "cost": money(spent), "leads": leads[cid], "won": won[cid],
+                     "cost_per_lead": money(spent / leads[cid]) if leads[cid] else None,
+                     "cost_per_order": money(spent / won[cid]) if won[cid] else None})
+    by_source: dict[str, dict[str, float]] = defaultdict(lambda: {"cost": 0.0, "leads": 0, "won": 0})
+    for r in rows:
+        agg = by_source[r["source"]]
+        agg["cost"] += r["cost"] or 0
+        agg["leads"] += r["leads"]
+        agg["won"] += r["won"]
+    sources = [{"source": s, "cost": money(a["cost"]), "leads": int(a["leads"]), "won": int(a["won"]),
+                "cost_per_lead": money(a["cost"] / a["leads"]) if a["leads"] else None,
+                "cost_per_order": money(a["cost"] / a["won"]) if a["won"] else None}
+               for s, a in sorted(by_source.items())]
+    total_cost = sum(r["cost"] or 0 for r in rows)
+    total_leads = sum(r["leads"] for r in rows)
+    total_won = sum(r["won"] for r in rows)
+    return {"campaigns": rows, "sources": sources, "cost": money(total_cost), "leads": total_leads, "won": total_won,
+            "cost_per_lead": money(total_cost / total_leads) if total_leads else None,
+            "cost_per_order": money(total_cost / total_won) if total_won else None}
+
+
+def groups(ctx: Context, by: str, cohort: Sequence[Who], stages: Mapping[int, Mapping[str, Any]],
+           deals: Sequence[Deal], clocks: Sequence[Any], dims: Mapping[int, Who], h: History) -> list[dict[str, Any]]:
+    """The headline numbers per value of ``by``."""
+    members: dict[str, list[Who]] = defaultdict(list)
+    for w in cohort:
+        members[getattr(w, by)].append(w)
+    deals_of: dict[int, list[Deal]] = defaultdict(list)
+    for d in deals:
+        if d.person_id is not None:
+            deals_of[d.person_id].append(d)
+    touch: dict[str, list[Any]] = defaultdict(list)
+    first = next((s.id for s in ctx.rules.slas if s.stop.kind == "first_activity"), None)
+    for r in clocks:
+        if r.sla == first and r.person_id in dims:
+            key = r.owner_email or NONE if by == "owner" else (r.team or NONE if by == "team" else
+                                                                  getattr(dims[r.person_id], by))
+            touch[key].append(r)
+    out = []
+    for key in sorted(set(members) | set(touch)):
+        people = members.get(key, [])
+        mine = [d for w in people for d in deals_of.get(w.id, [])]
+        closed = [d for d in mine if d.is_closed]
+        won = [d for d in closed if d.is_won]
+        with_opp = {d.person_id for d in mine}
+        value = sum(ctx.value(h, w) for w in people)
+        booked = sum(d.amount for d in won)
+        out.append({by: key, "leads": len(people),
+                    "mqls": sum(1 for w in people if "mql" in stages.get(w.id, {})),
+                    "opportunities": len(with_opp), "lead_to_opportunity": ratio(len(with_opp), len(people)),
+                    "won": len(won), "opportunity_to_won": ratio(len(won), len(closed)),
+                    "bookings": money(booked), "average_selling_price": money(booked / len(won)) if won else None,
+                    "lead_value": money(value), "value_per_lead": money(value / len(people)) if people else None,
+                    "first_touch_within_sla": clock_summary(touch.get(key, []))["within_sla"]})
+    return out
+
+
+def headline(store: Store, ctx: Context, period: Period, scale: float) -> dict[str, Any]:
+    """The numbers trends and baselines compare."""
+    cohort = store.people(period.start, period.end)
+    stages = store.stages(period.start, period.end)
+    cohort_deals = store.deals(people_from=(period.start, period.end))
+    closed = bookings(store.deals(closed_in=(period.start, period.end)))
+    h = history(store, ctx, period.end)
+    kinds = slas_by_kind(ctx, sla_section(ctx, store.clocks(period.start, period.end)))
+    value = sum(ctx.value(h, w) for w in cohort)
+    with_opp = {d.person_id for d in cohort_deals}
+    return {"leads": len(cohort), "mqls": sum(1 for w in cohort if "mql" in stages.get(w.id, {})),
+            "opportunities": len(with_opp), "lead_to_opportunity": ratio(len(with_opp), len(cohort)),
+            "won": closed["won"], "bookings": closed["bookings"], "win_rate": closed["win_rate"],
+            "average_selling_price": closed["average_selling_price"], "lead_value_delivered": money(value),
+            "handoff_within_sla": kinds.get("handoff", {}).get("within_sla"),
+            "first_touch_within_sla": kinds.get("first_touch", {}).get("within_sla")}
+
+
+def trends(current: Mapping[str, Any], previous: Mapping[str, Any],
+           baseline: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for name in HEADLINE:
+        now, before = current.get(name), previous.get(name)
+        past = [b[name] for b in baseline if b.get(name) is not None]
+        mu = mean(past) if past else None
+        sd = pstdev(past) if len(past) >= 2 else None
+        out[name] = {
+            "current": now, "previous": before,
+            "change": None if now is None or before is None else round(now - before, 4),
+            "change_share": None if now is None or not before else round((now - before) / before, 4),
+            "baseline_mean": None if mu is None else round(mu, 4),
+            "baseline_sd": None if sd is None else round(sd, 4), "baseline_periods": len(past),
+            "deviation_sd": None if now is None or mu is None or not sd else round((now - mu) / sd, 2),
+        }
+    return out
+
+
+def breaches_by_owner(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    owners: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in rows:
+        owners[r["owner_email"] or NONE].append(r)
+    return [{"owner": owner, "team": found[0]["team"], "open": len(found),
+             "breaches": [{"rule": f["rule"], "email": f["email"], "salesforce_id": f["salesforce_id"],
+                           "hubspot_id": f["hubspot_id"], "due_at": iso(_aware(f["due_at"])),
+                           "explanation": f["explanation"]} for f in found]}
+            for owner, found in sorted(owners.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by: str | None = None,
+           reconciliation: bool = True) -> dict[str, Any]:
+    """Every metric of ``period`` as one JSON-ready dict (``detente report --format json``)."""
+    if by is not None and by not in DIMENSIONS:
+        raise ValueError(f"cannot slice by {by!r}; expected one of {', '.join(DIMENSIONS)}")
+    ctx = Context(rules, _implied(rules), later_stages(rules))
+    goals = ctx.goals
+    scale = goal_scale(goals.period, period)
+    with engine.connect() as conn:
+        store = Store(conn, rules, now)
+        cohort = store.people(period.start, period.end)
+        stages = store.stages(period.start, period.end)
+        cohort_deals = store.deals(people_from=(period.start, period.end))
+        closed = store.deals(closed_in=(period.start, period.end))
+        clocks = store.clocks(period.start, period.end)
+        h = history(store, ctx, period.end)
+        dims = store.dims_of(r.person_id for r in clocks) if by is not None else {}
+        f = funnel(ctx, cohort, stages, cohort_deals)
+        money_in = bookings(closed)
+        slas = sla_section(ctx, clocks)
+        kinds = slas_by_kind(ctx, slas)
+        value_by = goals.lead_value.by
+        delivered = sum(ctx.value(h, w) for w in cohort)
+        mqls = [w for w in cohort if "mql" in stages.get(w.id, {})]
+        mql_value = sum(ctx.value(h, w) for w in mqls)
+        goal_numbers = implied(goals, h, scale)
+        current = headline(store, ctx, period, scale)
+        previous = headline(store, ctx, shift(period, 1), scale)
+        baseline = [headline(store, ctx, shift(period, n), scale) for n in range(2, 2 + BASELINE_PERIODS)]
+        spend = cost(store, period)
+        breaches = breaches_by_owner(store.open_breaches())
+        finding_rows = [dict(r._mapping) for r in conn.execute(
+            select(FINDINGS.c.person_id, FINDINGS.c.kind, FINDINGS.c.rule, FINDINGS.c.status)
+            .where(FINDINGS.c.status == "open"))] if reconciliation else []
+        open_counts = Counter(r[0] for r in conn.execute(
+            select(FINDINGS.c.kind).where(FINDINGS.c.status == "open")))
+    out: dict[str, Any] = {
+        "period": {"label": period.label, "kind": kind_of(period), "start": iso(period.start), "end": iso(period.end)},
+        "previous_period": shift(period, 1).label, "as_of": iso(now), "rules_version": rules.version,
+        "currency": goals.currency, "by": by,
+        "funnel": {**f, **{k: money_in[k] for k in ("won", "lost", "bookings", "average_selling_price",
+                                                      "win_rate")}},
+        "lead_value": {
+            "method": goals.lead_value.method, "by": list(value_by),
+            "per_lead": [{**dict(zip(value_by, g, strict=True)), "value": v} for g, v in sorted(h.values.items())],
+            "delivered": money(delivered), "goal": money(goals.bookings * scale) if goals.bookings else None,
+            "progress": ratio(delivered, goals.bookings * scale), "implied": goal_numbers},
+        "marketing_sla": {"mqls": len(mqls), "mql_goal": goal_numbers["mqls"],
+                          "mql_progress": ratio(len(mqls), goal_numbers["mqls"] or 0),
+                          "mql_value": money(mql_value), "handoff": kinds.get("handoff")},
+        "sales_sla": {"first_touch": kinds.get("first_touch"), "outcome": kinds.get("outcome"),
+                      "worked": (kinds.get("first_touch") or {}).get("stopped"),
+                      "disqualified": disqualified(ctx, cohort, stages)},
+        "slas": slas, "sla_by_team_and_owner": per_team_and_owner(ctx, clocks),
+        "cost": spend,
+        "indicators": {
+            "leading": {"contact_rate": (kinds.get("first_touch") or {}).get("stopped"),
+                        "qualification_rate": _qualification(f)},
+            "lagging": {"bookings": money_in["bookings"], "cost_per_order": spend["cost_per_order"]}},
+        "trends": trends(current, previous, baseline),
+        "open_findings": dict(sorted(open_counts.items())),
+        "breaches_by_owner": breaches,
+    }
+    if by is not None:
+        out["groups"] = groups(ctx, by, cohort, stages, cohort_deals, clocks, dims, h)
+    if reconciliation:
+        people = read_cohort(engine, rules, period, now)
+        counted = Counts(period, now, rules.version, len(people),
+                         tuple(count_stages(rules, people, open_findings(finding_rows))))
+        out["reconciliation"] = counts_json(counted)
+    return out
+
+
+def _qualification(f: Mapping[str, Any]) -> float | None:
+    reached = {r["stage"]: r["reached"] for r in f["stages"]}
+    if "sql" not in reached or "mql" not in reached:
+        return None
+    return ratio(reached["sql"], reached["mql"])
+
+
+def _implied(rules: c.Rules) -> dict[str, frozenset[str]]:
+    from detente.reconcile.funnel import implied_stages
+
+    return implied_stages(rules)
