@@ -97,7 +97,8 @@ def read_truth(sandbox: Sandbox) -> Truth:
     deals: dict[str, Deal] = {}
     for r in db.execute("SELECT Id, Amount, IsClosed, IsWon, CloseDate FROM sf_Opportunity WHERE IsDeleted = 0"):
         deals[r["Id"]] = Deal(float(r["Amount"] or 0), bool(r["IsClosed"]), bool(r["IsWon"]), ts(r["CloseDate"]))
-    deal_props = {k: json.loads(r["props"]) for k, r in table("SELECT id, props FROM hs_deals WHERE archived = 0").items()}
+    deal_rows = table("SELECT id, props FROM hs_deals WHERE archived = 0")
+    deal_props = {k: json.loads(r["props"]) for k, r in deal_rows.items()}
     db.close()
 
     def human(lead_id: str | None, contact_id: str | None, hs_id: str | None) -> Human | None:
@@ -260,7 +261,8 @@ def test_sla_breaches_counted_are_the_planted_ones(audited: World, rules: Rules,
     """Every late or missed clock is a problem the generator planted, and the other way round.
 
     The world spans late 2025 to late 2026, so the two years' reports hold every clock."""
-    years = [report(audited.engine, rules, period_of(year, NOW), NOW, reconciliation=False) for year in ("2025", "2026")]
+    years = [report(audited.engine, rules, period_of(year, NOW), NOW, reconciliation=False)
+             for year in ("2025", "2026")]
     planted = Counter(p["kind"] for p in sandbox.manifest()["problems"])
     slas: dict[str, Counter[str]] = defaultdict(Counter)
     for r in years:
