@@ -74,14 +74,17 @@ def normalized_base(size: int, seed: int, cache: Path) -> Path:
     return done
 
 
-def tile(base: Path, people: int, into: Path) -> str:
-    """A store of ``people`` people: copies of the base world's unified tables."""
+def tile(base: Path, people: int, into: Path, ints: dict[str, dict[str, str]] | None = None,
+         ids: dict[str, tuple[str, ...]] | None = None) -> str:
+    """A store of ``people`` people: copies of the base world's unified tables (``ints`` and
+    ``ids`` name more tables to copy, as ``INTS`` and ``IDS`` do)."""
+    ints, ids = {**INTS, **(ints or {})}, {**IDS, **(ids or {})}
     from detente.store.engine import create_schema, make_engine
 
     url = f"sqlite:///{into / 'audit.db'}"
     engine = make_engine(url)
     create_schema(engine)
-    columns = {t: [c["name"] for c in inspect(engine).get_columns(t)] for t in INTS}
+    columns = {t: [c["name"] for c in inspect(engine).get_columns(t)] for t in ints}
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
     db = sqlite3.connect(into / "audit.db", isolation_level=None)
@@ -99,9 +102,9 @@ def tile(base: Path, people: int, into: Path) -> str:
         for table, cols in columns.items():
             exprs = []
             for col in cols:
-                if col in INTS[table]:
-                    exprs.append(f"{col} + {k * maxima[INTS[table][col]]}")
-                elif col in IDS[table]:
+                if col in ints[table]:
+                    exprs.append(f"{col} + {k * maxima[ints[table][col]]}")
+                elif col in ids.get(table, ()):
                     exprs.append(f"CASE WHEN {col} IS NULL THEN NULL ELSE {col} || '~{k}' END")
                 elif col in EMAILS.get(table, ()):
                     exprs.append(f"replace({col}, '@', '+{k}@')")

@@ -34,18 +34,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from statistics import mean, median, pstdev
 from typing import Any
 
-from sqlalchemy import Connection, Engine, distinct, exists, func, select
+from sqlalchemy import Connection, Engine, and_, case, distinct, exists, func, literal_column, select
 
 from detente.metrics.periods import goal_scale, kind_of, shift
 from detente.reconcile.counts import Counts, Period, count_stages, open_findings, read_cohort
 from detente.reconcile.counts import to_json as counts_json
-from detente.reconcile.facts import load_owners
+from detente.reconcile.facts import instant, load_owners, raw_rows
 from detente.reconcile.labels import later_stages
 from detente.rules import checked as c
 from detente.rules.durations import Duration
@@ -62,6 +62,7 @@ FINDINGS = FindingRow.__table__  # type: ignore[attr-defined]
 
 DIMENSIONS = ("source", "channel", "offer", "campaign", "team", "owner")
 NONE = "(none)"
+VALUE_FIELDS = ("source", "channel", "offer", "campaign", "country", "email_domain", "company", "title")
 BASELINE_PERIODS = 6
 HEADLINE = ("leads", "mqls", "opportunities", "lead_to_opportunity", "won", "bookings", "win_rate",
             "average_selling_price", "lead_value_delivered", "handoff_within_sla", "first_touch_within_sla")
@@ -113,6 +114,7 @@ class Who:
     owner: str
     team: str
     activities: int
+    group: tuple[str, ...] = ()  # the lead-value group (goals.lead_value.by)
 
 
 @dataclass(frozen=True)
@@ -128,35 +130,53 @@ class Deal:
 class Store:
     """The reads the metrics make, on one connection, with owners and campaigns looked up once."""
 
-    def __init__(self, conn: Connection, rules: c.Rules, now: datetime) -> None:
-        self.conn, self.rules, self.now = conn, rules, now
+    def __init__(self, conn: Connection, rules: c.Rules, now: datetime, by: Sequence[str]) -> None:
+        self.conn, self.rules, self.now, self.by = conn, rules, now, tuple(by)
         owners = load_owners(conn, rules, now)
         self.owner_email = {o.id: o.email for o in owners.values()}
         self.owner_team = {o.id: o.team or NONE for o in owners.values()}
         self.campaigns = {r.id: r for r in conn.execute(select(CAMPAIGNS))}
 
-    def people(self, start: datetime, end: datetime) -> list[Who]:
+    def group_columns(self) -> list[Any]:
+        """SQL for the lead-value group of a person (``goals.lead_value.by``): columns of the
+        person, or the campaign's name."""
+        cols = []
+        for name in self.by:
+            if name == "campaign":
+                c_ = CAMPAIGNS
+                cols.append(func.coalesce(select(c_.c.name).where(c_.c.id == PEOPLE.c.campaign_id)
+                                          .scalar_subquery(), NONE))
+            elif name in PEOPLE.c:
+                cols.append(func.coalesce(PEOPLE.c[name], NONE))
+            else:
+                raise ValueError(f"goals.lead_value.by: the metrics group lead value by fields people carry "
+                                 f"({', '.join(VALUE_FIELDS)}); '{name}' is not one of them")
+        return cols
+
+    def _who(self, where: Any) -> Iterator[Who]:
         p = PEOPLE
         stmt = select(p.c.id, p.c.created_at, p.c.source, p.c.channel, p.c.offer, p.c.campaign_id,
-                      func.coalesce(p.c.salesforce_owner_id, p.c.hubspot_owner_id).label("owner_id"),
-                      p.c.activity_count).where(p.c.deleted.is_(False), p.c.created_at >= start, p.c.created_at < end)
-        out = []
-        for r in self.conn.execute(stmt):
-            campaign = self.campaigns.get(r.campaign_id)
-            out.append(Who(r.id, _aware(r.created_at), r.source or NONE, r.channel or NONE, r.offer or NONE,
-                           campaign.name if campaign is not None else NONE,
-                           self.owner_email.get(r.owner_id, NONE), self.owner_team.get(r.owner_id, NONE),
-                           int(r.activity_count or 0)))
-        return out
+                      func.coalesce(p.c.salesforce_owner_id, p.c.hubspot_owner_id), p.c.activity_count,
+                      *self.group_columns()).where(where)
+        campaigns = {k: v.name for k, v in self.campaigns.items()}
+        for r in raw_rows(self.conn, stmt):
+            yield Who(r[0], instant(r[1]) if r[1] is not None else None, r[2] or NONE, r[3] or NONE, r[4] or NONE,
+                      campaigns.get(r[5], NONE), self.owner_email.get(r[6], NONE), self.owner_team.get(r[6], NONE),
+                      int(r[7] or 0), tuple(str(x) for x in r[8:]))
+
+    def people(self, start: datetime, end: datetime) -> list[Who]:
+        p = PEOPLE
+        return list(self._who(and_(p.c.deleted.is_(False), p.c.created_at >= start, p.c.created_at < end)))
 
     def stages(self, start: datetime, end: datetime) -> dict[int, dict[str, tuple[datetime | None, bool]]]:
         """Per person created in [start, end): stage -> (entered, current)."""
-        s, p = STAGES, PEOPLE
-        stmt = select(s.c.person_id, s.c.stage, s.c.entered_at, s.c.is_current).join(p, p.c.id == s.c.person_id) \
+        s_, p = STAGES, PEOPLE
+        stmt = select(s_.c.person_id, s_.c.stage, s_.c.entered_at, s_.c.is_current) \
+            .join(p, p.c.id == s_.c.person_id) \
             .where(p.c.deleted.is_(False), p.c.created_at >= start, p.c.created_at < end)
         out: dict[int, dict[str, tuple[datetime | None, bool]]] = defaultdict(dict)
-        for r in self.conn.execute(stmt):
-            out[r.person_id][r.stage] = (_aware(r.entered_at), bool(r.is_current))
+        for pid, stage, entered, current in raw_rows(self.conn, stmt):
+            out[pid][stage] = (instant(entered) if entered is not None else None, bool(current))
         return out
 
     def deals(self, *, people_from: tuple[datetime, datetime] | None = None,
@@ -184,28 +204,18 @@ class Store:
         ids = sorted(set(person_ids))
         out: dict[int, Who] = {}
         for start in range(0, len(ids), 5_000):
-            part = ids[start:start + 5_000]
-            p = PEOPLE
-            stmt = select(p.c.id, p.c.created_at, p.c.source, p.c.channel, p.c.offer, p.c.campaign_id,
-                          func.coalesce(p.c.salesforce_owner_id, p.c.hubspot_owner_id).label("owner_id"),
-                          p.c.activity_count).where(p.c.id.in_(part))
-            for r in self.conn.execute(stmt):
-                campaign = self.campaigns.get(r.campaign_id)
-                out[r.id] = Who(r.id, _aware(r.created_at), r.source or NONE, r.channel or NONE, r.offer or NONE,
-                                campaign.name if campaign is not None else NONE,
-                                self.owner_email.get(r.owner_id, NONE), self.owner_team.get(r.owner_id, NONE),
-                                int(r.activity_count or 0))
+            out.update((w.id, w) for w in self._who(PEOPLE.c.id.in_(ids[start:start + 5_000])))
         return out
 
-    def group_leads(self, start: datetime, end: datetime, by: Sequence[str]) -> Counter[tuple[str, ...]]:
-        cols = [func.coalesce(PEOPLE.c[name], NONE) for name in by]
+    def group_leads(self, start: datetime, end: datetime) -> Counter[tuple[str, ...]]:
+        cols = self.group_columns()
         stmt = select(*cols, func.count()).where(PEOPLE.c.deleted.is_(False), PEOPLE.c.created_at >= start,
                                                  PEOPLE.c.created_at < end).group_by(*cols)
         return Counter({tuple(r[:-1]): int(r[-1]) for r in self.conn.execute(stmt)})
 
-    def group_bookings(self, start: datetime, end: datetime, by: Sequence[str]) -> dict[tuple[str, ...], float]:
+    def group_bookings(self, start: datetime, end: datetime) -> dict[tuple[str, ...], float]:
         o, p = OPPS, PEOPLE
-        cols = [func.coalesce(p.c[name], NONE) for name in by]
+        cols = self.group_columns()
         stmt = select(*cols, func.sum(o.c.amount)).join(p, p.c.id == o.c.person_id).where(
             o.c.deleted.is_(False), o.c.is_won.is_(True), o.c.closed_at >= start, o.c.closed_at < end).group_by(*cols)
         return {tuple(r[:-1]): float(r[-1] or 0) for r in self.conn.execute(stmt)}
@@ -269,7 +279,7 @@ class Context:
 
     def value(self, h: History, who: Who) -> float:
         """One lead's value: its group's (``goals.lead_value.by``) in the history ``h``."""
-        return h.value(self.goals, [str(getattr(who, name, NONE)) for name in self.goals.lead_value.by])
+        return h.value(self.goals, who.group)
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -337,9 +347,8 @@ def history(store: Store, ctx: Context, end: datetime) -> History:
     goals = ctx.goals
     window = goals.lead_value.window
     start = end - (window.calendar if not window.business else timedelta(days=365))
-    by = goals.lead_value.by
-    leads = store.group_leads(start, end, by)
-    booked = store.group_bookings(start, end, by)
+    leads = store.group_leads(start, end)
+    booked = store.group_bookings(start, end)
     if goals.lead_value.method == "fixed":
         fixed = goals.lead_value.values
         values = {g: fixed.get(g[0] if g else "default", fixed.get("default", 0.0)) for g in leads}
@@ -496,22 +505,66 @@ def groups(ctx: Context, by: str, cohort: Sequence[Who], stages: Mapping[int, Ma
     return out
 
 
-def headline(store: Store, ctx: Context, period: Period, scale: float) -> dict[str, Any]:
-    """The numbers trends and baselines compare."""
-    cohort = store.people(period.start, period.end)
-    stages = store.stages(period.start, period.end)
-    cohort_deals = store.deals(people_from=(period.start, period.end))
-    closed = bookings(store.deals(closed_in=(period.start, period.end)))
-    h = history(store, ctx, period.end)
-    kinds = slas_by_kind(ctx, sla_section(ctx, store.clocks(period.start, period.end)))
-    value = sum(ctx.value(h, w) for w in cohort)
-    with_opp = {d.person_id for d in cohort_deals}
-    return {"leads": len(cohort), "mqls": sum(1 for w in cohort if "mql" in stages.get(w.id, {})),
-            "opportunities": len(with_opp), "lead_to_opportunity": ratio(len(with_opp), len(cohort)),
-            "won": closed["won"], "bookings": closed["bookings"], "win_rate": closed["win_rate"],
-            "average_selling_price": closed["average_selling_price"], "lead_value_delivered": money(value),
-            "handoff_within_sla": kinds.get("handoff", {}).get("within_sla"),
-            "first_touch_within_sla": kinds.get("first_touch", {}).get("within_sla")}
+def ordinals(*positions: int) -> list[Any]:
+    return [literal_column(str(n)) for n in positions]
+
+
+def headlines(store: Store, ctx: Context, periods: Sequence[Period], h: History) -> list[dict[str, Any]]:
+    """The numbers trends and baselines compare, for contiguous ``periods`` (newest first), each
+    read in one grouped query per table. Lead value is valued at ``h``'s values for every period,
+    so periods compare like for like."""
+    lo, hi = periods[-1].start, periods[0].end
+
+    def bucket(column: Any) -> Any:
+        return case(*[(and_(column >= p.start, column < p.end), i) for i, p in enumerate(periods)], else_=-1)
+
+    p, o, s_, k = PEOPLE, OPPS, STAGES, CLOCKS
+    out: list[dict[str, Any]] = [dict.fromkeys(HEADLINE, 0) for _ in periods]
+    live = and_(p.c.deleted.is_(False), p.c.created_at >= lo, p.c.created_at < hi)
+    has_opp = case((exists().where(o.c.person_id == p.c.id, o.c.deleted.is_(False)), 1), else_=0)
+    groups = store.group_columns()
+    # GROUP BY ordinals: PostgreSQL does not see two renderings of the bucket as one expression.
+    stmt = select(bucket(p.c.created_at), func.count(), func.sum(has_opp), *groups).where(live) \
+        .group_by(*ordinals(1, *range(4, 4 + len(groups))))
+    for b, n, with_opp, *group in raw_rows(store.conn, stmt):
+        if b >= 0:
+            out[b]["leads"] += n
+            out[b]["opportunities"] += int(with_opp or 0)
+            out[b]["lead_value_delivered"] += n * h.value(ctx.goals, tuple(str(x) for x in group))
+    if "mql" in ctx.rules.stages:
+        stmt = select(bucket(p.c.created_at), func.count()).join(s_, s_.c.person_id == p.c.id) \
+            .where(live, s_.c.stage == "mql").group_by(*ordinals(1))
+        for b, n in raw_rows(store.conn, stmt):
+            if b >= 0:
+                out[b]["mqls"] = n
+    closed: list[list[float]] = [[0, 0, 0.0] for _ in periods]  # closed, won, bookings
+    stmt = select(bucket(o.c.closed_at), func.count(), func.sum(case((o.c.is_won.is_(True), 1), else_=0)),
+                  func.sum(case((o.c.is_won.is_(True), o.c.amount), else_=0))) \
+        .where(o.c.deleted.is_(False), o.c.is_closed.is_(True), o.c.closed_at >= lo, o.c.closed_at < hi) \
+        .group_by(*ordinals(1))
+    for b, n, won, booked in raw_rows(store.conn, stmt):
+        if b >= 0:
+            closed[b] = [n, int(won or 0), float(booked or 0)]
+    clocks: list[Counter[tuple[str, str]]] = [Counter() for _ in periods]
+    stmt = select(bucket(k.c.started_at), k.c.sla, k.c.outcome, func.count()).join(p, p.c.id == k.c.person_id) \
+        .where(p.c.deleted.is_(False), k.c.started_at >= lo, k.c.started_at < hi) \
+        .group_by(*ordinals(1, 2, 3))
+    for b, sla, outcome, n in raw_rows(store.conn, stmt):
+        if b >= 0:
+            clocks[b][(sla, outcome)] += n
+    kinds = {"handoff_within_sla": "owner_team", "first_touch_within_sla": "first_activity"}
+    for i, row in enumerate(out):
+        n, won, booked = closed[i]
+        row.update(won=won, bookings=money(booked), win_rate=ratio(won, n),
+                   average_selling_price=money(booked / won) if won else None,
+                   lead_to_opportunity=ratio(row["opportunities"], row["leads"]),
+                   lead_value_delivered=money(row["lead_value_delivered"]))
+        for name, stop in kinds.items():
+            sla = next((x.id for x in ctx.rules.slas if x.stop.kind == stop), None)
+            got = {outcome: m for (sid, outcome), m in clocks[i].items() if sid == sla}
+            decided = sum(got.values()) - got.get("running", 0)
+            row[name] = ratio(got.get("met", 0), decided) if sla is not None else None
+    return out
 
 
 def trends(current: Mapping[str, Any], previous: Mapping[str, Any],
@@ -556,7 +609,7 @@ def report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by:
     goals = ctx.goals
     scale = goal_scale(goals.period, period)
     with engine.connect() as conn:
-        store = Store(conn, rules, now)
+        store = Store(conn, rules, now, goals.lead_value.by)
         cohort = store.people(period.start, period.end)
         stages = store.stages(period.start, period.end)
         cohort_deals = store.deals(people_from=(period.start, period.end))
@@ -573,9 +626,8 @@ def report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by:
         mqls = [w for w in cohort if "mql" in stages.get(w.id, {})]
         mql_value = sum(ctx.value(h, w) for w in mqls)
         goal_numbers = implied(goals, h, scale)
-        current = headline(store, ctx, period, scale)
-        previous = headline(store, ctx, shift(period, 1), scale)
-        baseline = [headline(store, ctx, shift(period, n), scale) for n in range(2, 2 + BASELINE_PERIODS)]
+        current, previous, *baseline = headlines(
+            store, ctx, [shift(period, n) for n in range(0, 2 + BASELINE_PERIODS)], h)
         spend = cost(store, period)
         breaches = breaches_by_owner(store.open_breaches())
         finding_rows = [dict(r._mapping) for r in conn.execute(

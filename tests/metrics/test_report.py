@@ -308,15 +308,22 @@ def words(output: str) -> str:
     return " ".join(output.replace("│", " ").split())
 
 
-def test_trends_compare_with_the_previous_period_and_the_baseline(audited: World, rules: Rules,
+def test_trends_compare_with_the_previous_period_and_the_baseline(audited: World, rules: Rules, truth: Truth,
                                                                   reports: dict[str, Any]) -> None:
     r = reports["2026-10"]
     months = [report(audited.engine, rules, period_of(m, NOW), NOW, reconciliation=False)["trends"]
               for m in ("2026-09", "2026-08", "2026-07", "2026-06", "2026-05", "2026-04", "2026-03")]
+    # Lead value compares like for like: every month's leads at this period's values per lead.
+    value = {(g["source"], g["offer"]): g["value"] for g in r["lead_value"]["per_lead"]}
+    september = truth.created_in(*bounds("2026-09"))
+    assert r["trends"]["lead_value_delivered"]["previous"] == pytest.approx(
+        sum(value.get((h.source, h.offer), 0.0) for h in september), abs=0.01)
     for name, t in r["trends"].items():
+        if name == "lead_value_delivered":
+            continue
         assert t["previous"] == months[0][name]["current"], name
         past = [m[name]["current"] for m in months[1:] if m[name]["current"] is not None]
-        if len(past) >= 2:
+        if len(past) >= 2 and name != "lead_value_delivered":
             mu = sum(past) / len(past)
             sd = math.sqrt(sum((x - mu) ** 2 for x in past) / len(past))
             assert t["baseline_mean"] == pytest.approx(mu, abs=1e-3), name

@@ -1,0 +1,160 @@
+"""What the shared metrics cost: every metric of one period for a store of N people, and the
+dashboard's page load against that store; wall time and peak memory.
+
+A sandbox world of ``--base`` people is pulled, normalized and audited once (kept in
+``--cache``), then its unified tables and what the audit keeps for the metrics (the stages
+people reached, their SLA clocks, the findings) are tiled into a store of N people, as
+bench/audit.py does. Each measurement runs in a child process (peak RSS is its own):
+
+- ``report``: ``detente report`` for a month, all sections but the two views;
+- ``report --by source``: the same, sliced;
+- ``two views``: the per-stage reconciliation (every live person's stages evaluated);
+- ``dashboard``: the first page load (computes and caches the report) and the next one.
+
+    python bench/metrics.py 1000000
+    python bench/metrics.py 100000 --base 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from audit import normalized_base, tile
+from normalize import peak_rss_mb
+
+RULES = Path(__file__).resolve().parents[1] / "config" / "rules.yaml"
+NOW = datetime(2026, 11, 16, 15, 0, tzinfo=UTC) + timedelta(days=1)
+PERIOD = "2026-10"
+# What the audit keeps, tiled with the people it is about.
+INTS = {
+    "person_stages": {"person_id": "people"},
+    "person_clocks": {"person_id": "people"},
+    "findings": {"person_id": "people", "opportunity_id": "opportunities"},
+}
+IDS = {"findings": ("key", "salesforce_id", "hubspot_id")}
+
+
+def audited_base(size: int, seed: int, cache: Path) -> Path:
+    """The base world normalized and audited once."""
+    from detente.reconcile.ledger import reconcile
+    from detente.rules import load_rules
+    from detente.store.engine import create_schema, make_engine
+
+    normalized = normalized_base(size, seed, cache)
+    done = normalized.with_name("audited.db")
+    if not done.exists():
+        partial = normalized.with_name("audited.partial.db")
+        shutil.copyfile(normalized, partial)
+        engine = make_engine(f"sqlite:///{partial}")
+        create_schema(engine)
+        reconcile(engine, load_rules(RULES), NOW, full=True)
+        engine.dispose()
+        partial.rename(done)
+    return done
+
+
+def measure(url: str, what: str) -> dict[str, Any]:
+    from detente.logs import configure_logging
+    from detente.metrics.compute import report
+    from detente.metrics.periods import period_of
+    from detente.rules import load_rules
+    from detente.store.engine import make_engine
+
+    configure_logging("warning", json=True)
+    engine = make_engine(url)
+    rules = load_rules(RULES)
+    period = period_of(PERIOD, NOW)
+    before = peak_rss_mb()
+    out: dict[str, Any] = {}
+    started = time.monotonic()
+    if what == "report":
+        r = report(engine, rules, period, NOW, reconciliation=False)
+        out["cohort"] = r["funnel"]["cohort"]
+    elif what == "by_source":
+        r = report(engine, rules, period, NOW, by="source", reconciliation=False)
+        out["groups"] = len(r["groups"])
+    elif what == "two_views":
+        r = report(engine, rules, period, NOW)
+        out["stages"] = len(r["reconciliation"]["stages"])
+    elif what == "dashboard":
+        out.update(dashboard(engine, rules))
+    out.update(seconds=time.monotonic() - started, peak_rss_mb=peak_rss_mb(), rss_before_mb=before)
+    return out
+
+
+def dashboard(engine: Any, rules: Any) -> dict[str, Any]:
+    """The page served over real HTTP: the first load, then a second one (cached)."""
+    import requests
+
+    from detente.daemon.endpoints import HttpServer
+    from detente.web.app import build_dashboard
+
+    app = build_dashboard(engine, lambda: rules, now=lambda: NOW)
+    server = HttpServer(app, "127.0.0.1:0")
+    server.start()
+    try:
+        session = requests.Session()
+        session.trust_env = False
+        url = f"http://127.0.0.1:{server.port}/?period={PERIOD}"
+        started = time.monotonic()
+        first = session.get(url, timeout=600)
+        cold = time.monotonic() - started
+        started = time.monotonic()
+        second = session.get(url, timeout=600)
+        warm = time.monotonic() - started
+        if first.status_code != 200 or second.status_code != 200:
+            raise SystemExit(f"the dashboard answered {first.status_code}/{second.status_code}")
+        return {"first_load_s": cold, "next_load_s": warm, "bytes": len(second.content)}
+    finally:
+        server.stop()
+
+
+def child(url: str, what: str) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--measure", url, "--what", what]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"the measured run failed:\n{out.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("people", nargs="?", type=int, default=100_000, help="people in the store")
+    parser.add_argument("--base", type=int, default=5_000, help="people in the sandbox world that is tiled")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "detente-bench-normalize")
+    parser.add_argument("--skip", action="append", default=[], help="report, by_source, two_views or dashboard")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--what", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.what)))
+        return
+    base = audited_base(args.base, args.seed, args.cache)
+    with tempfile.TemporaryDirectory(prefix="detente-bench-metrics-") as tmp:
+        started = time.monotonic()
+        url = tile(base, args.people, Path(tmp), INTS, IDS)
+        print(f"store of {args.people} people tiled from a {args.base}-person world in "
+              f"{time.monotonic() - started:.0f} s", flush=True)
+        results = {what: child(url, what) for what in ("report", "by_source", "two_views", "dashboard")
+                   if what not in args.skip}
+    print(f"\nmetrics of {PERIOD}, {args.people} people, sqlite")
+    for what, r in results.items():
+        extra = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+                 if k not in ("seconds", "peak_rss_mb", "rss_before_mb")}
+        print(f"  {what:12} {r['seconds']:8.2f} s  peak RSS {r['peak_rss_mb']:.0f} MB  {extra}")
+
+
+if __name__ == "__main__":
+    main()
