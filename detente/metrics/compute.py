@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from statistics import mean, median, pstdev
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, distinct, exists, func, literal_column, select
+from sqlalchemy import Connection, Engine, and_, case, exists, func, literal_column, select
 
 from detente.metrics.periods import goal_scale, kind_of, shift
 from detente.reconcile.counts import Counts, Period, count_stages, open_findings, read_cohort
@@ -207,19 +207,6 @@ class Store:
             out.update((w.id, w) for w in self._who(PEOPLE.c.id.in_(ids[start:start + 5_000])))
         return out
 
-    def group_leads(self, start: datetime, end: datetime) -> Counter[tuple[str, ...]]:
-        cols = self.group_columns()
-        stmt = select(*cols, func.count()).where(PEOPLE.c.deleted.is_(False), PEOPLE.c.created_at >= start,
-                                                 PEOPLE.c.created_at < end).group_by(*cols)
-        return Counter({tuple(r[:-1]): int(r[-1]) for r in self.conn.execute(stmt)})
-
-    def group_bookings(self, start: datetime, end: datetime) -> dict[tuple[str, ...], float]:
-        o, p = OPPS, PEOPLE
-        cols = self.group_columns()
-        stmt = select(*cols, func.sum(o.c.amount)).join(p, p.c.id == o.c.person_id).where(
-            o.c.deleted.is_(False), o.c.is_won.is_(True), o.c.closed_at >= start, o.c.closed_at < end).group_by(*cols)
-        return {tuple(r[:-1]): float(r[-1] or 0) for r in self.conn.execute(stmt)}
-
     def campaign_leads(self) -> tuple[Counter[int], Counter[int], dict[int, str]]:
         """Per campaign: its leads (all time), its won opportunities, its most common source."""
         p, o = PEOPLE, OPPS
@@ -239,23 +226,19 @@ class Store:
         top = {k: sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for k, v in sources.items()}
         return leads, won, top
 
-    def count_people(self, start: datetime, end: datetime, *, stage: str | None = None,
-                     with_opportunity: bool = False) -> int:
-        """Live people created in [start, end), that reached ``stage``, that have an opportunity."""
-        p, o, s = PEOPLE, OPPS, STAGES
-        stmt = select(func.count(distinct(p.c.id))).where(
-            p.c.deleted.is_(False), p.c.created_at >= start, p.c.created_at < end)
-        if stage is not None:
-            stmt = stmt.join(s, s.c.person_id == p.c.id).where(s.c.stage == stage)
-        if with_opportunity:
-            stmt = stmt.where(exists().where(o.c.person_id == p.c.id, o.c.deleted.is_(False)))
-        return int(self.conn.execute(stmt).scalar() or 0)
-
-    def open_breaches(self) -> list[Any]:
+    def open_breaches(self, per_owner: int) -> tuple[dict[str | None, tuple[int, str | None]], list[dict[str, Any]]]:
+        """Per owner, how many open SLA breaches (and the team), and the ``per_owner`` most
+        overdue of each."""
         f = FINDINGS
-        stmt = select(f).where(f.c.status == "open", f.c.kind == "sla", f.c.state == "breached") \
-            .order_by(f.c.owner_email, f.c.due_at)
-        return [dict(r._mapping) for r in self.conn.execute(stmt)]
+        breached = and_(f.c.status == "open", f.c.kind == "sla", f.c.state == "breached")
+        counts = {r[0]: (int(r[1]), r[2]) for r in self.conn.execute(
+            select(f.c.owner_email, func.count(), func.max(f.c.team)).where(breached).group_by(f.c.owner_email))}
+        rank = func.row_number().over(partition_by=f.c.owner_email, order_by=(f.c.due_at, f.c.key)).label("rank")
+        ranked = select(f.c.owner_email, f.c.team, f.c.rule, f.c.email, f.c.salesforce_id, f.c.hubspot_id,
+                        f.c.due_at, f.c.explanation, rank).where(breached).subquery()
+        rows = [dict(r._mapping) for r in self.conn.execute(
+            select(ranked).where(ranked.c.rank <= per_owner).order_by(ranked.c.owner_email, ranked.c.rank))]
+        return counts, rows
 
 
 # -- the parts ---------------------------------------------------------------------------------
@@ -343,22 +326,82 @@ class History:
         return goals.lead_value.values.get("default", 0.0)
 
 
-def history(store: Store, ctx: Context, end: datetime) -> History:
+@dataclass
+class Tally:
+    """People and closed opportunities counted per (period bucket, in the value window, group)."""
+
+    people: dict[tuple[int, bool, tuple[str, ...]], list[int]]  # -> [leads, with opportunity, mqls, mqls with one]
+    closed: dict[tuple[int, bool, tuple[str, ...]], list[float]]  # -> [closed, won, bookings]
+
+
+def window_start(ctx: Context, end: datetime) -> datetime:
+    window = ctx.goals.lead_value.window
+    return end - (window.calendar if not window.business else timedelta(days=365))
+
+
+def tally(store: Store, ctx: Context, periods: Sequence[Period]) -> Tally:
+    """One grouped read of people and one of closed opportunities serve the lead-value window
+    before the newest period's end and every period's headline numbers."""
+    hi = periods[0].end
+    start = window_start(ctx, hi)
+    lo = min(start, periods[-1].start)
+
+    def bucket(column: Any) -> Any:
+        return case(*[(and_(column >= p.start, column < p.end), i) for i, p in enumerate(periods)], else_=-1)
+
+    def windowed(column: Any) -> Any:
+        return case((column >= start, 1), else_=0)
+
+    p, o, s_ = PEOPLE, OPPS, STAGES
+    groups = store.group_columns()
+    has_opp = case((exists().where(o.c.person_id == p.c.id, o.c.deleted.is_(False)), 1), else_=0)
+    is_mql = case((exists().where(s_.c.person_id == p.c.id, s_.c.stage == "mql"), 1), else_=0)
+    # GROUP BY ordinals: PostgreSQL does not see two renderings of the bucket as one expression.
+    stmt = select(bucket(p.c.created_at), windowed(p.c.created_at), *groups, func.count(), func.sum(has_opp),
+                  func.sum(is_mql), func.sum(is_mql * has_opp)) \
+        .where(p.c.deleted.is_(False), p.c.created_at >= lo, p.c.created_at < hi) \
+        .group_by(*ordinals(*range(1, 3 + len(groups))))
+    people: dict[tuple[int, bool, tuple[str, ...]], list[int]] = {}
+    width = len(groups)
+    for row in raw_rows(store.conn, stmt):
+        key = (int(row[0]), bool(row[1]), tuple(str(x) for x in row[2:2 + width]))
+        people[key] = [int(x or 0) for x in row[2 + width:]]
+    won = o.c.is_won.is_(True)
+    stmt = select(bucket(o.c.closed_at), windowed(o.c.closed_at), *groups, func.count(),
+                  func.sum(case((won, 1), else_=0)), func.sum(case((won, o.c.amount), else_=0))) \
+        .select_from(o.outerjoin(p, p.c.id == o.c.person_id)) \
+        .where(o.c.deleted.is_(False), o.c.is_closed.is_(True), o.c.closed_at >= lo, o.c.closed_at < hi) \
+        .group_by(*ordinals(*range(1, 3 + len(groups))))
+    closed: dict[tuple[int, bool, tuple[str, ...]], list[float]] = {}
+    for row in raw_rows(store.conn, stmt):
+        key = (int(row[0]), bool(row[1]), tuple(NONE if x is None else str(x) for x in row[2:2 + width]))
+        closed[key] = [float(x or 0) for x in row[2 + width:]]
+    return Tally(people, closed)
+
+
+def history(ctx: Context, t: Tally, end: datetime) -> History:
+    """Lead values and rates over the window before ``end`` (the tally's newest period's end)."""
     goals = ctx.goals
-    window = goals.lead_value.window
-    start = end - (window.calendar if not window.business else timedelta(days=365))
-    leads = store.group_leads(start, end)
-    booked = store.group_bookings(start, end)
+    leads: Counter[tuple[str, ...]] = Counter()
+    with_opp = mqls = mql_opp = 0
+    for (_, inside, group), (n, opp, mql, both) in t.people.items():
+        if inside:
+            leads[group] += n
+            with_opp, mqls, mql_opp = with_opp + opp, mqls + mql, mql_opp + both
+    booked: dict[tuple[str, ...], float] = defaultdict(float)
+    n_closed = n_won = 0
+    total = 0.0
+    for (_, inside, group), (closed, won, amount) in t.closed.items():
+        if inside:
+            booked[group] += amount
+            n_closed, n_won, total = n_closed + int(closed), n_won + int(won), total + amount
     if goals.lead_value.method == "fixed":
         fixed = goals.lead_value.values
         values = {g: fixed.get(g[0] if g else "default", fixed.get("default", 0.0)) for g in leads}
     else:
         values = {g: round(booked.get(g, 0.0) / n, 2) for g, n in leads.items() if n}
-    closed = store.deals(closed_in=(start, end))
-    return History(start, end, values, sum(leads.values()), store.count_people(start, end, with_opportunity=True),
-                   store.count_people(start, end, stage="mql"),
-                   store.count_people(start, end, stage="mql", with_opportunity=True),
-                   sum(1 for d in closed if d.is_won), len(closed), sum(d.amount for d in closed if d.is_won))
+    return History(window_start(ctx, end), end, values, sum(leads.values()), with_opp, mqls, mql_opp,
+                   n_won, n_closed, total)
 
 
 def implied(goals: c.Goals, h: History, scale: float) -> dict[str, Any]:
@@ -509,53 +552,37 @@ def ordinals(*positions: int) -> list[Any]:
     return [literal_column(str(n)) for n in positions]
 
 
-def headlines(store: Store, ctx: Context, periods: Sequence[Period], h: History) -> list[dict[str, Any]]:
-    """The numbers trends and baselines compare, for contiguous ``periods`` (newest first), each
-    read in one grouped query per table. Lead value is valued at ``h``'s values for every period,
-    so periods compare like for like."""
-    lo, hi = periods[-1].start, periods[0].end
-
-    def bucket(column: Any) -> Any:
-        return case(*[(and_(column >= p.start, column < p.end), i) for i, p in enumerate(periods)], else_=-1)
-
-    p, o, s_, k = PEOPLE, OPPS, STAGES, CLOCKS
+def headlines(store: Store, ctx: Context, periods: Sequence[Period], t: Tally, h: History) -> list[dict[str, Any]]:
+    """The numbers trends and baselines compare, for contiguous ``periods`` (newest first), from
+    the tally and one grouped read of the clocks. Lead value is valued at ``h``'s values for every
+    period, so periods compare like for like."""
     out: list[dict[str, Any]] = [dict.fromkeys(HEADLINE, 0) for _ in periods]
-    live = and_(p.c.deleted.is_(False), p.c.created_at >= lo, p.c.created_at < hi)
-    has_opp = case((exists().where(o.c.person_id == p.c.id, o.c.deleted.is_(False)), 1), else_=0)
-    groups = store.group_columns()
-    # GROUP BY ordinals: PostgreSQL does not see two renderings of the bucket as one expression.
-    stmt = select(bucket(p.c.created_at), func.count(), func.sum(has_opp), *groups).where(live) \
-        .group_by(*ordinals(1, *range(4, 4 + len(groups))))
-    for b, n, with_opp, *group in raw_rows(store.conn, stmt):
+    for (b, _, group), (n, opp, mql, _both) in t.people.items():
         if b >= 0:
-            out[b]["leads"] += n
-            out[b]["opportunities"] += int(with_opp or 0)
-            out[b]["lead_value_delivered"] += n * h.value(ctx.goals, tuple(str(x) for x in group))
-    if "mql" in ctx.rules.stages:
-        stmt = select(bucket(p.c.created_at), func.count()).join(s_, s_.c.person_id == p.c.id) \
-            .where(live, s_.c.stage == "mql").group_by(*ordinals(1))
-        for b, n in raw_rows(store.conn, stmt):
-            if b >= 0:
-                out[b]["mqls"] = n
+            row = out[b]
+            row["leads"] += n
+            row["opportunities"] += opp
+            row["mqls"] += mql
+            row["lead_value_delivered"] += n * h.value(ctx.goals, group)
     closed: list[list[float]] = [[0, 0, 0.0] for _ in periods]  # closed, won, bookings
-    stmt = select(bucket(o.c.closed_at), func.count(), func.sum(case((o.c.is_won.is_(True), 1), else_=0)),
-                  func.sum(case((o.c.is_won.is_(True), o.c.amount), else_=0))) \
-        .where(o.c.deleted.is_(False), o.c.is_closed.is_(True), o.c.closed_at >= lo, o.c.closed_at < hi) \
-        .group_by(*ordinals(1))
-    for b, n, won, booked in raw_rows(store.conn, stmt):
+    for (b, _, _group), (n_closed, won, amount) in t.closed.items():
         if b >= 0:
-            closed[b] = [n, int(won or 0), float(booked or 0)]
+            closed[b] = [closed[b][0] + n_closed, closed[b][1] + won, closed[b][2] + amount]
+    lo, hi = periods[-1].start, periods[0].end
+    p, k = PEOPLE, CLOCKS
+    bucket = case(*[(and_(k.c.started_at >= x.start, k.c.started_at < x.end), i) for i, x in enumerate(periods)],
+                  else_=-1)
     clocks: list[Counter[tuple[str, str]]] = [Counter() for _ in periods]
-    stmt = select(bucket(k.c.started_at), k.c.sla, k.c.outcome, func.count()).join(p, p.c.id == k.c.person_id) \
-        .where(p.c.deleted.is_(False), k.c.started_at >= lo, k.c.started_at < hi) \
-        .group_by(*ordinals(1, 2, 3))
+    stmt = select(bucket, k.c.sla, k.c.outcome, func.count()).join(p, p.c.id == k.c.person_id) \
+        .where(p.c.deleted.is_(False), k.c.started_at >= lo, k.c.started_at < hi).group_by(*ordinals(1, 2, 3))
     for b, sla, outcome, n in raw_rows(store.conn, stmt):
         if b >= 0:
             clocks[b][(sla, outcome)] += n
     kinds = {"handoff_within_sla": "owner_team", "first_touch_within_sla": "first_activity"}
     for i, row in enumerate(out):
-        n, won, booked = closed[i]
-        row.update(won=won, bookings=money(booked), win_rate=ratio(won, n),
+        n_closed, n_won, booked = closed[i]
+        won = int(n_won)
+        row.update(won=won, bookings=money(booked), win_rate=ratio(won, n_closed),
                    average_selling_price=money(booked / won) if won else None,
                    lead_to_opportunity=ratio(row["opportunities"], row["leads"]),
                    lead_value_delivered=money(row["lead_value_delivered"]))
@@ -586,15 +613,24 @@ def trends(current: Mapping[str, Any], previous: Mapping[str, Any],
     return out
 
 
-def breaches_by_owner(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    owners: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+BREACHES_PER_OWNER = 25
+
+
+def breaches_by_owner(counts: Mapping[str | None, tuple[int, str | None]],
+                      rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Open SLA breaches per owner, most first: how many, and the most overdue ones (at most
+    ``BREACHES_PER_OWNER``; ``shown`` says how many are listed)."""
+    listed: dict[str | None, list[Mapping[str, Any]]] = defaultdict(list)
     for r in rows:
-        owners[r["owner_email"] or NONE].append(r)
-    return [{"owner": owner, "team": found[0]["team"], "open": len(found),
-             "breaches": [{"rule": f["rule"], "email": f["email"], "salesforce_id": f["salesforce_id"],
-                           "hubspot_id": f["hubspot_id"], "due_at": iso(_aware(f["due_at"])),
-                           "explanation": f["explanation"]} for f in found]}
-            for owner, found in sorted(owners.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+        listed[r["owner_email"]].append(r)
+    out = []
+    for owner, (n, team) in sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0] or NONE)):
+        found = listed.get(owner, [])
+        out.append({"owner": owner or NONE, "team": team, "open": n, "shown": len(found),
+                    "breaches": [{"rule": f["rule"], "email": f["email"], "salesforce_id": f["salesforce_id"],
+                                  "hubspot_id": f["hubspot_id"], "due_at": iso(instant(f["due_at"])),
+                                  "explanation": f["explanation"]} for f in found]})
+    return out
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -615,7 +651,9 @@ def report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by:
         cohort_deals = store.deals(people_from=(period.start, period.end))
         closed = store.deals(closed_in=(period.start, period.end))
         clocks = store.clocks(period.start, period.end)
-        h = history(store, ctx, period.end)
+        periods = [shift(period, n) for n in range(0, 2 + BASELINE_PERIODS)]
+        tallied = tally(store, ctx, periods)
+        h = history(ctx, tallied, period.end)
         dims = store.dims_of(r.person_id for r in clocks) if by is not None else {}
         f = funnel(ctx, cohort, stages, cohort_deals)
         money_in = bookings(closed)
@@ -626,10 +664,9 @@ def report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by:
         mqls = [w for w in cohort if "mql" in stages.get(w.id, {})]
         mql_value = sum(ctx.value(h, w) for w in mqls)
         goal_numbers = implied(goals, h, scale)
-        current, previous, *baseline = headlines(
-            store, ctx, [shift(period, n) for n in range(0, 2 + BASELINE_PERIODS)], h)
+        current, previous, *baseline = headlines(store, ctx, periods, tallied, h)
         spend = cost(store, period)
-        breaches = breaches_by_owner(store.open_breaches())
+        breaches = breaches_by_owner(*store.open_breaches(BREACHES_PER_OWNER))
         finding_rows = [dict(r._mapping) for r in conn.execute(
             select(FINDINGS.c.person_id, FINDINGS.c.kind, FINDINGS.c.rule, FINDINGS.c.status)
             .where(FINDINGS.c.status == "open"))] if reconciliation else []
