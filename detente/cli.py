@@ -277,3 +277,12 @@ app.command("run")(run_command)
 from detente.metrics.cli import report_command  # noqa: E402 - registered last, see detente/metrics/cli.py
 
 app.command("report")(report_command)
+
+from detente.web.cli import serve_command  # noqa: E402 - registered last, see detente/web/cli.py
+
+app.command("serve")(serve_command)
+
+from detente.notify.cli import digest_command, notify_command  # noqa: E402 - registered last, see detente/notify/cli.py
+
+app.command("digest")(digest_command)
+app.command("notify")(notify_command)

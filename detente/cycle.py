@@ -1,4 +1,5 @@
-"""One pass of detente's work, step by step: pull → normalize → audit → plan → apply.
+"""One pass of detente's work, step by step: pull → normalize → audit → plan → apply; and
+besides them, posting SLA breaches to the webhook and emailing the digest.
 
 The steps are what the daemon schedules (each on its own interval) and what ``detente cycle``
 runs once, in order. Each step records a run in the store (``runs``: start, end, outcome,
@@ -108,10 +109,65 @@ def writeback_step(engine: Engine, settings: Settings, rules: c.Rules, now: date
     return _recorded(engine, "writeback", None, now, work)
 
 
+def notify_step(engine: Engine, settings: Settings, now: datetime) -> StepResult:
+    """Post the SLA breaches not posted yet to the webhook (when enabled). A failed post is
+    recorded and returned as failed, not raised: its breaches stay pending for the next run."""
+    from detente.errors import DetenteError
+    from detente.notify.webhook import WebhookPoster, notify_breaches
+
+    hook = settings.webhook
+    if not hook.enabled:
+        return StepResult("notify", "skipped", 0.0, {"why": "webhook.enabled is false"})
+
+    def work() -> dict[str, Any]:
+        post = WebhookPoster(hook)
+        try:
+            return notify_breaches(engine, post, now, per_message=hook.breaches_per_message,
+                                   max_messages=hook.max_messages_per_run,
+                                   dashboard_url=settings.digest.dashboard_url).counts()
+        finally:
+            post.close()
+
+    started = time.monotonic()
+    try:
+        return _recorded(engine, "notify", None, now, work)
+    except DetenteError as exc:
+        return StepResult("notify", "failed", time.monotonic() - started, {}, str(exc))
+
+
+def digest_step(engine: Engine, settings: Settings, rules: c.Rules, now: datetime) -> StepResult:
+    """Email each audience its digest of the last complete period (when enabled). A failure is
+    recorded and returned as failed, not raised."""
+    from functools import partial
+
+    from detente.errors import DetenteError
+    from detente.notify.mail import send_mail
+    from detente.notify.run import send_digests
+
+    digest = settings.digest
+    if not digest.enabled:
+        return StepResult("digest", "skipped", 0.0, {"why": "digest.enabled is false"})
+
+    def work() -> dict[str, Any]:
+        sent = send_digests(engine, rules, digest, now, partial(send_mail, digest.smtp))
+        return {"period": sent[0].period if sent else None,
+                "sent": {s.audience: len(s.recipients) - len(s.refused) for s in sent},
+                "refused": sum(len(s.refused) for s in sent)}
+
+    started = time.monotonic()
+    try:
+        return _recorded(engine, "digest", None, now, work)
+    except DetenteError as exc:
+        return StepResult("digest", "failed", time.monotonic() - started, {}, str(exc))
+
+
 def run_cycle(engine: Engine, settings: Settings, rules: c.Rules, now: datetime | None = None) -> list[StepResult]:
-    """One full pass, in order; a failed pull of one system does not stop the rest."""
+    """One full pass, in order; a failed pull of one system does not stop the rest. The SLA
+    breaches the audit found are posted to the webhook when it is enabled."""
     moment = now or datetime.now(UTC)
     steps = [pull_step(engine, settings, moment, rules=rules)]
     steps.append(audit_step(engine, rules, moment))
+    if settings.webhook.enabled:
+        steps.append(notify_step(engine, settings, moment))
     steps.append(writeback_step(engine, settings, rules, moment))
     return steps

@@ -12,6 +12,7 @@ left running unless ``keep_running``.
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
 from collections import Counter, defaultdict
@@ -120,7 +121,8 @@ def _writes(engine: Any, out: Callable[[str], Any]) -> None:
 
 
 def _cycle(sb: Sandbox, out: Callable[[str], Any]) -> Counter[str]:
-    """One full cycle into a throw-away store; findings counted per planted kind."""
+    """One full cycle into a throw-away store (``demo-store.db`` in the sandbox's state folder);
+    findings counted per planted kind."""
     from sqlalchemy import select
 
     from detente.cycle import run_cycle
@@ -164,6 +166,26 @@ def _cycle(sb: Sandbox, out: Callable[[str], Any]) -> Counter[str]:
     return planted
 
 
+def _serve_dashboard(sb: Sandbox) -> str:
+    """The dashboard of the demo store, as of the world's moment, on 127.0.0.1:8478 (or a free port)."""
+    from detente.daemon.endpoints import HttpServer
+    from detente.rules import load_rules
+    from detente.store.engine import make_engine
+    from detente.web.app import build_dashboard
+
+    as_of = datetime.fromisoformat(sb.manifest()["generator"]["as_of"].replace("Z", "+00:00"))
+    engine = make_engine(f"sqlite:///{sb.state_dir / 'demo-store.db'}")
+    rules = load_rules(RULES)
+    app = build_dashboard(engine, lambda: rules, now=lambda: as_of, as_of=as_of)
+    try:
+        server = HttpServer(app, "127.0.0.1:8478")
+    except OSError:
+        server = HttpServer(app, "127.0.0.1:0")
+    server.start()
+    period = f"{as_of:%Y-%m}"
+    return f"http://127.0.0.1:{server.port}/?period={period}"
+
+
 def run_demo(*, size: int, seed: int, out: Callable[[str], Any], keep_running: bool = False) -> None:
     started = time.monotonic()
     out(f"Generating a world of {size} people (seed {seed}) and starting the sandbox CRMs ...")
@@ -187,13 +209,21 @@ def run_demo(*, size: int, seed: int, out: Callable[[str], Any], keep_running: b
         out(f"\nAPI calls served: Salesforce {calls[0]}, HubSpot {calls[1]}. Whole demo: "
             f"{time.monotonic() - started:.0f} s.")
         out("\nNext:")
-        out("  - the dashboard (`detente serve`) is not built yet; `detente run` serves /metrics for Prometheus")
+        if keep_running:
+            url = _serve_dashboard(sb)
+            out(f"  - the dashboard of this world: {url}  (the same numbers as `detente report`)")
+        else:
+            out("  - the dashboard: `detente demo --keep-running` serves this world's on 127.0.0.1; on your own")
+            out("    store, `detente serve` (127.0.0.1:8478); `detente report --period month` prints the same numbers")
         out("  - real CRMs: copy deploy/detente.example.yaml, put secrets in DETENTE_* variables, then")
         out("    `detente --config detente.yaml settings` and `detente --config detente.yaml cycle`")
         if keep_running:
-            out(f"\nThe sandbox keeps running (state in {sb.state_dir}); Ctrl-C stops it.")
+            out(f"\nThe sandbox keeps running (state in {sb.state_dir}); Ctrl-C (or SIGTERM) stops it.")
             stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
             with contextlib.suppress(KeyboardInterrupt):
-                stop.wait()
+                while not stop.wait(0.5):
+                    pass
     finally:
         sb.stop()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -133,6 +135,187 @@ class DaemonSettings(_Section):
     shutdown_seconds: float = Field(30.0, gt=0, le=600, description="a stopping job may finish for this long")
 
 
+class DashboardSettings(_Section):
+    """The dashboard: ``detente serve``, and beside /healthz on the daemon's ``daemon.listen``."""
+
+    listen: str = Field("127.0.0.1:8478", pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+):\d{1,5}$",
+                        description="host:port of ``detente serve`` ([::1]:8478 for IPv6); beyond loopback "
+                        "it needs dashboard.token")
+    token: SecretStr | None = Field(None, description="required when the dashboard listens beyond loopback: "
+                                    "sent as Authorization: Bearer, or once as ?token= (then a cookie)")
+    cache_seconds: float = Field(300.0, ge=0, description="a report is computed again after a new audit, "
+                                 "or after this long (its as-of moves on)")
+
+
+class CronSchedule(_Section):
+    """When a job runs, as cron fields (APScheduler's CronTrigger: ``mon-fri``, ``*/2``, ``8,12``)."""
+
+    month: str | int | None = None
+    day: str | int | None = None
+    day_of_week: str | int | None = "mon"
+    hour: str | int | None = 8
+    minute: str | int | None = 0
+
+    def fields(self) -> dict[str, str | int]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @model_validator(mode="after")
+    def _is_a_schedule(self) -> CronSchedule:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger(**self.fields(), timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a cron schedule ({exc}); expected fields such as day_of_week: mon, hour: 8, "
+                             "minute: 0") from None
+        return self
+
+
+def _address(value: str, what: str) -> str:
+    address = parseaddr(value)[1]
+    if "@" not in address or address.startswith("@") or address.endswith("@") or " " in address:
+        raise ValueError(f"{what} '{value}' is not an email address; expected name@example.com")
+    return value
+
+
+class SmtpSettings(_Section):
+    """The SMTP server the digest is sent through."""
+
+    host: str | None = Field(None, description="smtp.yourorg.com")
+    port: int | None = Field(None, ge=1, le=65535, description="default: 465 with ssl, else 587")
+    starttls: bool | None = Field(None, description="upgrade the connection with STARTTLS (default: on unless ssl)")
+    ssl: bool = Field(False, description="implicit TLS from the first byte (usually port 465)")
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str | None = Field(None, description="the sender, e.g. detente <detente@yourorg.com>")
+    ca_file: Path | None = Field(None, description="extra CA bundle to trust (a private mail relay's CA)")
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+
+    @property
+    def use_starttls(self) -> bool:
+        return (not self.ssl) if self.starttls is None else self.starttls
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (465 if self.ssl else 587)
+
+    @field_validator("from_address")
+    @classmethod
+    def _from_is_an_address(cls, value: str | None) -> str | None:
+        return None if value is None else _address(value, "the sender")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SmtpSettings:
+        problems = []
+        if self.ssl and self.starttls:
+            problems.append("ssl and starttls are both true; choose one: ssl (implicit TLS, usually port 465) "
+                            "or starttls (usually port 587)")
+        if self.password is not None and not self.username:
+            problems.append("a password is set without a username; set username too")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class Audiences(_Section):
+    """Who receives each digest (a list of addresses per audience)."""
+
+    marketing: list[str] = Field(default_factory=list)
+    sales: list[str] = Field(default_factory=list)
+    leadership: list[str] = Field(default_factory=list)
+
+    @field_validator("marketing", "sales", "leadership")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _address(value, "the recipient")
+        return values
+
+
+class DigestSettings(_Section):
+    """The emailed digest: the last complete period's numbers and the open SLA breaches."""
+
+    enabled: bool = Field(False, description="the daemon sends the digest on its schedule only when this is true")
+    schedule: CronSchedule = CronSchedule()
+    timezone: str = Field("UTC", description="the schedule's time zone (an IANA name such as America/New_York); "
+                          "periods are UTC, so east of UTC schedule after Monday 00:00 UTC")
+    period: Literal["week", "month", "quarter", "year"] = Field(
+        "week", description="the digest reports the last complete period of this kind")
+    smtp: SmtpSettings = SmtpSettings()
+    audiences: Audiences = Audiences()
+    dashboard_url: str | None = Field(None, description="linked from the digest, e.g. https://detente.yourorg.com/")
+    max_breaches_per_owner: int = Field(20, ge=1, le=1000, description="breaches listed per owner; "
+                                        "the rest are counted")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"unknown time zone '{value}'; expected an IANA name such as Europe/Berlin or UTC") \
+                from None
+        return value
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("not an http(s) URL; expected something like https://detente.yourorg.com/")
+        return value
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> DigestSettings:
+        if not self.enabled:
+            return self
+        missing = []
+        if not self.smtp.host:
+            missing.append("smtp.host (the SMTP server to send through)")
+        if not self.smtp.from_address:
+            missing.append("smtp.from_address (the sender, e.g. detente@yourorg.com)")
+        if not (self.audiences.marketing or self.audiences.sales or self.audiences.leadership):
+            missing.append("audiences (at least one address under marketing, sales or leadership)")
+        if missing:
+            raise ValueError("enabled is true but " + " and ".join(missing) + (" is" if len(missing) == 1 else
+                             " are") + " not set; set them or set digest.enabled: false")
+        return self
+
+
+class WebhookSettings(_Section):
+    """SLA breaches posted to a Slack-compatible incoming webhook as the audit finds them."""
+
+    enabled: bool = Field(False, description="post breaches only when this is true")
+    url: SecretStr | None = Field(None, description="the incoming-webhook URL (a secret: it is the credential)")
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    retries: int = Field(3, ge=0, le=10, description="retries of a post answered 429/5xx or not answered")
+    backoff_factor: float = Field(1.0, ge=0, le=60, description="retry backoff: factor x 2^(retry-1) seconds")
+    backoff_max_seconds: float = Field(30.0, ge=0, le=600)
+    retry_after_max_seconds: int = Field(60, ge=0, le=3600, description="cap on a Retry-After wait")
+    breaches_per_message: int = Field(10, ge=1, le=40, description="breaches batched into one message")
+    max_messages_per_run: int = Field(20, ge=1, le=1000, description="the rest wait for the next run")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parts = urlsplit(value.get_secret_value())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("not an http(s) URL; expected the incoming-webhook URL the service gave you, "
+                                 "such as https://hooks.slack.com/services/...")
+        return value
+
+    @model_validator(mode="after")
+    def _url_when_enabled(self) -> WebhookSettings:
+        if self.enabled and (self.url is None or not self.url.get_secret_value()):
+            raise ValueError("enabled is true but url is not set; set DETENTE_WEBHOOK__URL to the incoming-webhook "
+                             "URL or set webhook.enabled: false")
+        return self
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -151,6 +334,9 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     writeback: WritebackSettings = WritebackSettings()
     daemon: DaemonSettings = DaemonSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    digest: DigestSettings = DigestSettings()
+    webhook: WebhookSettings = WebhookSettings()
 
     yaml_file: ClassVar[Path | None] = None
 
@@ -171,10 +357,13 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret in these settings, so the log redactor can mask them verbatim."""
         found: list[str] = []
-        for section in (self.salesforce, self.hubspot):
+        for section in (self.salesforce, self.hubspot, self.dashboard, self.digest.smtp, self.webhook):
             for value in section.__dict__.values():
                 if isinstance(value, SecretStr) and value.get_secret_value():
                     found.append(value.get_secret_value())
+        if self.webhook.url is not None and urlsplit(self.webhook.url.get_secret_value()).path.strip("/"):
+            # HTTP libraries name a request by its path alone; a webhook's path is its credential.
+            found.append(urlsplit(self.webhook.url.get_secret_value()).path)
         return found
 
 
@@ -253,4 +442,5 @@ def _describe(
 
 
 def _is_secret(loc: tuple[str, ...]) -> bool:
-    return any(p in {"password", "token", "client_secret", "refresh_token"} for p in loc)
+    return any(p in {"password", "token", "client_secret", "refresh_token"} for p in loc) or loc[:2] == (
+        "webhook", "url")

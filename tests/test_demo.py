@@ -29,3 +29,36 @@ def test_demo_pulls_links_and_audits_and_finds_what_was_planted() -> None:
                                              "closed_lost_without_reason", "duplicate_lead_email"}
     for kind, planted, found in audited:
         assert planted == found, f"{kind}: planted {planted}, found {found}"
+
+
+def test_demo_keep_running_serves_the_dashboard_of_its_world_until_stopped() -> None:
+    import re
+    import signal
+    import time
+
+    import requests
+
+    proc = subprocess.Popen([sys.executable, "-m", "detente", "demo", "--size", "150", "--seed", "3",
+                             "--keep-running"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        url = None
+        deadline = time.monotonic() + 240
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "the demo ended before serving the dashboard"
+            found = re.search(r"the dashboard of this world: (http://127\.0\.0\.1:\d+/\?period=\S+)", line)
+            url = found[1] if found else None
+        assert url is not None
+        session = requests.Session()
+        session.trust_env = False
+        page = session.get(url, timeout=60)
+        assert page.status_code == 200 and 'data-metric="' in page.text
+        api = session.get(url.replace("/?", "/api/report?"), timeout=60).json()
+        assert api["funnel"]["cohort"] > 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import uvicorn
@@ -16,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 
 class Probe(Protocol):
@@ -27,7 +28,8 @@ class Probe(Protocol):
     def metrics_text(self) -> bytes: ...
 
 
-def build_app(probe: Probe) -> Starlette:
+def build_app(probe: Probe, extra: Sequence[BaseRoute] = ()) -> Starlette:
+    """/healthz, /readyz and /metrics, then ``extra`` routes (the dashboard's, which guard themselves)."""
     # Plain (sync) endpoints: Starlette runs them on its thread pool, so a slow store never
     # blocks /healthz.
     def healthz(request: Request) -> Response:
@@ -40,12 +42,14 @@ def build_app(probe: Probe) -> Starlette:
     def metrics(request: Request) -> Response:
         return Response(probe.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)])
+    return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics),
+                             *extra])
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
+    """``host:port``, or ``[v6 address]:port``."""
     host, _, port = listen.rpartition(":")
-    return host, int(port)
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 class HttpServer:
@@ -53,7 +57,8 @@ class HttpServer:
 
     def __init__(self, app: Starlette, listen: str) -> None:
         self.host, port = parse_listen(listen)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self._sock.bind((self.host, port))

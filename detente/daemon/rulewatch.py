@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from detente.rules import Rules, check_rules
 from detente.rules.source import rules_files
 
 log = get_logger("detente.daemon")
+# An edit younger than this is not read yet: an editor may still be writing it (a truncated,
+# half-written file would be rejected as broken, and its problems logged, for nothing).
+SETTLE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,15 @@ class RulesStatus:
     version: str | None  # of the rules in use (the last good ones)
     valid: bool  # whether the file as it is now is valid
     problems: tuple[str, ...]
+
+
+def newest_change(path: Path) -> float:
+    """The latest modification time among the rules files (0 when none can be read)."""
+    try:
+        files = rules_files(path) if path.exists() else []
+        return max((f.stat().st_mtime for f in files), default=0.0)
+    except OSError:
+        return 0.0
 
 
 def digest(path: Path) -> str:
@@ -67,6 +80,8 @@ class RulesWatch:
             now = digest(self.path)
             if now == self._digest and not force:
                 return self.rules
+            if self.rules is not None and not force and time.time() - newest_change(self.path) < SETTLE_SECONDS:
+                return self.rules  # still being written: read it at the next refresh
             self._digest = now
             result = check_rules(self.path)
             if result.rules is None:

@@ -2,8 +2,10 @@
 
 Jobs (APScheduler, one worker thread, so they run one at a time and never overlap):
 ``pull-<system>`` for each configured CRM, then ``audit`` and ``writeback``, each on its own
-interval. The first pulls run as soon as this instance leads. A job that fails is logged,
-counted and kept for /readyz; it simply runs again at its next tick.
+interval; ``notify`` (SLA breaches to the webhook) after each audit that changed findings and on
+the audit's interval, and ``digest`` on its cron schedule, when enabled. The first pulls run as
+soon as this instance leads. A job that fails is logged, counted and kept for /readyz; it simply
+runs again at its next tick.
 
 The main thread owns everything else: it takes or checks the store's lock every few seconds,
 notices rules edits, reloads the settings on SIGHUP and, on SIGTERM or SIGINT, stops: no new
@@ -32,14 +34,16 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
+from starlette.routing import BaseRoute
 
 from detente.connectors.base import BudgetExhausted
-from detente.cycle import StepResult, audit_step, pull_step, writeback_step
-from detente.daemon.endpoints import HttpServer, build_app
+from detente.cycle import StepResult, audit_step, digest_step, notify_step, pull_step, writeback_step
+from detente.daemon.endpoints import HttpServer, build_app, parse_listen
 from detente.daemon.lock import Leadership
 from detente.daemon.metrics import DaemonMetrics
 from detente.daemon.rulewatch import RulesWatch
@@ -54,6 +58,13 @@ log = get_logger("detente.daemon")
 
 POLL_SECONDS = 5.0  # how often the lock is tried (standby) or checked (leader), at most
 PING_SECONDS = 3.0  # /readyz gives the store this long to answer SELECT 1
+
+
+def _trigger(when: float | tuple[Any, ...]) -> IntervalTrigger | CronTrigger:
+    """An interval in seconds, or a cron schedule as ``(time zone, (field, value), ...)``."""
+    if isinstance(when, tuple):
+        return CronTrigger(**dict(when[1:]), timezone=when[0])
+    return IntervalTrigger(seconds=when, timezone=UTC)
 
 
 class StopRequested(BudgetExhausted):
@@ -149,7 +160,7 @@ class Daemon:
         self._stopping = False
         self._running: dict[str, float] = {}
         self._last: dict[str, JobState] = {}
-        self._intervals: dict[str, float] = {}
+        self._intervals: dict[str, float | tuple[Any, ...]] = {}
         # The CRM connectors live from one pull to the next: one login, one describe per object.
         self._connectors: dict[str, Any] = {}
         self._waker = _Waker()
@@ -176,10 +187,11 @@ class Daemon:
         # The kernel may hand a signal to any thread; Python runs the handler on the main thread
         # only once it wakes. The wakeup fd wakes it at once, whichever thread got the signal.
         signal.set_wakeup_fd(self._waker.fileno, warn_on_full_buffer=False)
-        self.http = HttpServer(build_app(self), self.settings.daemon.listen)
+        dashboard = self._dashboard()
+        self.http = HttpServer(build_app(self, dashboard), self.settings.daemon.listen)
         self.http.start()
         log.info("http.listening", host=self.http.host, port=self.http.port,
-                 endpoints=["/healthz", "/readyz", "/metrics"])
+                 endpoints=["/healthz", "/readyz", "/metrics", *(["/ (dashboard)"] if dashboard else [])])
         self.scheduler.start()
         systems = configured(self.settings)
         log.info("daemon.started", pid=os.getpid(), lock=self._leadership.description,
@@ -262,12 +274,18 @@ class Daemon:
     def _schedule(self) -> None:
         """Bring the scheduler's jobs in line with the settings (on taking the lead and on reload)."""
         d = self.settings.daemon
-        wanted: dict[str, tuple[float, Callable[[], None]]] = {}
+        wanted: dict[str, tuple[float | tuple[Any, ...], Callable[[], None]]] = {}
         for system in configured(self.settings):
             name = f"pull-{system}"
             wanted[name] = (d.pull_seconds, partial(self._job, name, partial(self._pull, system)))
         wanted["audit"] = (d.audit_seconds, partial(self._job, "audit", self._audit))
         wanted["writeback"] = (d.writeback_seconds, partial(self._job, "writeback", self._writeback))
+        if self.settings.webhook.enabled:  # right after an audit that changed findings, and on this interval
+            wanted["notify"] = (d.audit_seconds, partial(self._job, "notify", self._notify))
+        digest = self.settings.digest
+        if digest.enabled:
+            wanted["digest"] = ((digest.timezone, *sorted(digest.schedule.fields().items())),
+                                partial(self._job, "digest", self._digest))
         for job in self.scheduler.get_jobs():
             if job.id not in wanted:
                 job.remove()
@@ -276,14 +294,16 @@ class Daemon:
                 log.info("job.removed", job=job.id)
         now = datetime.now(UTC)
         for job_id, (seconds, func) in wanted.items():
-            trigger = IntervalTrigger(seconds=seconds, timezone=UTC)
+            trigger = _trigger(seconds)
+            when = {"cron": str(trigger)} if isinstance(seconds, tuple) else {"every_seconds": seconds}
             if self.scheduler.get_job(job_id) is None:
-                first = now if job_id.startswith("pull-") else now + timedelta(seconds=seconds)
+                first = (trigger.get_next_fire_time(None, now) if isinstance(seconds, tuple) else
+                         now if job_id.startswith("pull-") else now + timedelta(seconds=seconds))
                 self.scheduler.add_job(func, trigger, id=job_id, name=job_id, next_run_time=first)
-                log.info("job.scheduled", job=job_id, every_seconds=seconds, first_run=first.isoformat())
+                log.info("job.scheduled", job=job_id, **when, first_run=first.isoformat() if first else None)
             elif self._intervals.get(job_id) != seconds:
                 self.scheduler.reschedule_job(job_id, trigger=trigger)
-                log.info("job.rescheduled", job=job_id, every_seconds=seconds)
+                log.info("job.rescheduled", job=job_id, **when)
             self._intervals[job_id] = seconds
 
     def _refresh_rules(self, *, force: bool = False) -> Rules | None:
@@ -417,8 +437,15 @@ class Daemon:
     def _audit(self, settings: Settings, rules: Rules, now: datetime) -> StepResult:
         result = audit_step(self.engine, rules, now)
         if any(result.counts.get(k) for k in ("opened", "updated", "resolved", "reopened", "recorded")):
+            self._soon("notify")  # new breaches reach the webhook right after the audit found them
             self._soon("writeback")  # and what the audit found is written back right after it
         return result
+
+    def _notify(self, settings: Settings, rules: Rules, now: datetime) -> StepResult:
+        return notify_step(self.engine, settings, now)
+
+    def _digest(self, settings: Settings, rules: Rules, now: datetime) -> StepResult:
+        return digest_step(self.engine, settings, rules, now)
 
     def _soon(self, job_id: str) -> None:
         """Run a job as soon as the worker is free, besides its own interval."""
@@ -433,6 +460,21 @@ class Daemon:
         log.info("job.overlap", job=event.job_id, note="the previous run has not ended; this tick is skipped")
 
     # -- what HTTP asks ----------------------------------------------------------------------
+
+    def _dashboard(self) -> list[BaseRoute]:
+        """The dashboard beside the endpoints: open on loopback; beyond it only with dashboard.token
+        (without one, /healthz, /readyz and /metrics are served alone, as before)."""
+        from detente.web.app import dashboard
+
+        host, _ = parse_listen(self.settings.daemon.listen)
+        try:
+            board = dashboard(self.engine, lambda: self.rules.rules, host=host, listen_setting="daemon.listen",
+                              token=lambda: self.settings.dashboard.token, now=lambda: datetime.now(UTC),
+                              cache_seconds=self.settings.dashboard.cache_seconds)
+        except SettingsError as exc:
+            log.warning("dashboard.disabled", reason=exc.problems[0])
+            return []
+        return board.routes()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         reasons: list[str] = []

@@ -226,14 +226,14 @@ class Store:
         top = {k: sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for k, v in sources.items()}
         return leads, won, top
 
-    def open_breaches(self, per_owner: int) -> tuple[dict[str | None, tuple[int, str | None]], list[dict[str, Any]]]:
-        """Per owner, how many open SLA breaches (and the team), and the ``per_owner`` most
-        overdue of each."""
+    def open_breaches(self, per_owner: int) -> tuple[dict[tuple[str | None, str | None], int], list[dict[str, Any]]]:
+        """Per owner and owing team, how many open SLA breaches, and the ``per_owner`` most overdue."""
         f = FINDINGS
         breached = and_(f.c.status == "open", f.c.kind == "sla", f.c.state == "breached")
-        counts = {r[0]: (int(r[1]), r[2]) for r in self.conn.execute(
-            select(f.c.owner_email, func.count(), func.max(f.c.team)).where(breached).group_by(f.c.owner_email))}
-        rank = func.row_number().over(partition_by=f.c.owner_email, order_by=(f.c.due_at, f.c.key)).label("rank")
+        counts = {(r[0], r[1]): int(r[2]) for r in self.conn.execute(
+            select(f.c.owner_email, f.c.team, func.count()).where(breached).group_by(f.c.owner_email, f.c.team))}
+        rank = func.row_number().over(partition_by=(f.c.owner_email, f.c.team),
+                                      order_by=(f.c.due_at, f.c.key)).label("rank")
         ranked = select(f.c.owner_email, f.c.team, f.c.rule, f.c.email, f.c.salesforce_id, f.c.hubspot_id,
                         f.c.due_at, f.c.explanation, rank).where(breached).subquery()
         rows = [dict(r._mapping) for r in self.conn.execute(
@@ -616,16 +616,16 @@ def trends(current: Mapping[str, Any], previous: Mapping[str, Any],
 BREACHES_PER_OWNER = 25
 
 
-def breaches_by_owner(counts: Mapping[str | None, tuple[int, str | None]],
+def breaches_by_owner(counts: Mapping[tuple[str | None, str | None], int],
                       rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Open SLA breaches per owner, most first: how many, and the most overdue ones (at most
-    ``BREACHES_PER_OWNER``; ``shown`` says how many are listed)."""
-    listed: dict[str | None, list[Mapping[str, Any]]] = defaultdict(list)
+    """Open SLA breaches per owner and owing team, most first: how many, and the most overdue
+    ones (at most ``BREACHES_PER_OWNER``; ``shown`` says how many are listed)."""
+    listed: dict[tuple[str | None, str | None], list[Mapping[str, Any]]] = defaultdict(list)
     for r in rows:
-        listed[r["owner_email"]].append(r)
+        listed[(r["owner_email"], r["team"])].append(r)
     out = []
-    for owner, (n, team) in sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0] or NONE)):
-        found = listed.get(owner, [])
+    for (owner, team), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0] or NONE, kv[0][1] or NONE)):
+        found = listed.get((owner, team), [])
         out.append({"owner": owner or NONE, "team": team, "open": n, "shown": len(found),
                     "breaches": [{"rule": f["rule"], "email": f["email"], "salesforce_id": f["salesforce_id"],
                                   "hubspot_id": f["hubspot_id"], "due_at": iso(instant(f["due_at"])),
@@ -670,8 +670,13 @@ def report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by:
         finding_rows = [dict(r._mapping) for r in conn.execute(
             select(FINDINGS.c.person_id, FINDINGS.c.kind, FINDINGS.c.rule, FINDINGS.c.status)
             .where(FINDINGS.c.status == "open"))] if reconciliation else []
-        open_counts = Counter(r[0] for r in conn.execute(
-            select(FINDINGS.c.kind).where(FINDINGS.c.status == "open")))
+        open_counts = {r[0]: int(r[1]) for r in conn.execute(
+            select(FINDINGS.c.kind, func.count()).where(FINDINGS.c.status == "open").group_by(FINDINGS.c.kind))}
+        fr = FINDINGS
+        breach_counts = [{"sla": r[0], "team": r[1], "open": int(r[2])} for r in conn.execute(
+            select(fr.c.rule, fr.c.team, func.count()).where(fr.c.status == "open", fr.c.kind == "sla",
+                                                             fr.c.state == "breached")
+            .group_by(fr.c.rule, fr.c.team).order_by(func.count().desc(), fr.c.rule, fr.c.team))]
     out: dict[str, Any] = {
         "period": {"label": period.label, "kind": kind_of(period), "start": iso(period.start), "end": iso(period.end)},
         "previous_period": shift(period, 1).label, "as_of": iso(now), "rules_version": rules.version,
@@ -697,6 +702,7 @@ def report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by:
             "lagging": {"bookings": money_in["bookings"], "cost_per_order": spend["cost_per_order"]}},
         "trends": trends(current, previous, baseline),
         "open_findings": dict(sorted(open_counts.items())),
+        "breaches_by_sla": breach_counts,
         "breaches_by_owner": breaches,
     }
     if by is not None:

@@ -23,7 +23,7 @@ def test_the_example_settings_are_valid_and_hold_no_secret(monkeypatch: pytest.M
     assert settings.secret_values() == []
     assert settings.daemon.listen.startswith("127.0.0.1:") and settings.writeback.dry_run
     raw = yaml.safe_load(EXAMPLE.read_text())
-    assert set(raw) == {"salesforce", "hubspot", "store", "log", "writeback", "daemon"}
+    assert set(raw) == {"salesforce", "hubspot", "store", "log", "writeback", "daemon", "dashboard"}
 
 
 def test_the_unit_runs_the_daemon_and_waits_longer_than_its_shutdown_bound() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -83,6 +85,13 @@ def test_an_advisory_lock_has_one_holder_and_is_freed_when_its_session_ends(
 # -- the rules watch -----------------------------------------------------------------------------
 
 
+def settled(*paths: Path) -> None:
+    """Date the files a second back, as if the editor had finished writing them."""
+    for path in paths:
+        past = time.time() - 1
+        os.utime(path, (past, past))
+
+
 def test_the_rules_are_validated_again_only_when_their_content_changes(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_bytes(RULES.read_bytes())
@@ -91,6 +100,7 @@ def test_the_rules_are_validated_again_only_when_their_content_changes(tmp_path:
         first = watch.refresh()
         assert watch.refresh() is first
         path.write_text(path.read_text().replace("grace: 3 days", "grace: 4 days"))
+        settled(path)
         second = watch.refresh()
     assert first is not None and second is not None and second.version != first.version
     assert [e["event"] for e in logs] == ["rules.loaded", "rules.reloaded"]
@@ -100,10 +110,12 @@ def test_an_invalid_edit_keeps_the_last_good_rules_and_says_where_it_is_wrong(tm
     folder = tmp_path / "rules"
     folder.mkdir()
     (folder / "agreement.yaml").write_bytes(RULES.read_bytes())
+    settled(folder / "agreement.yaml")
     watch = RulesWatch(folder)
     good = watch.refresh()
     assert good is not None and watch.status().valid
     (folder / "extra.yaml").write_text("stages:\n  mql:\n    grace: whenever\n")
+    settled(folder / "extra.yaml")
     with capture_logs() as logs:
         assert watch.refresh() is good
     status = watch.status()
@@ -113,6 +125,24 @@ def test_an_invalid_edit_keeps_the_last_good_rules_and_says_where_it_is_wrong(tm
     assert len([e for e in logs if e["event"] == "rules.problem"]) == len(status.problems)
     (folder / "extra.yaml").unlink()
     assert watch.refresh() is not None and watch.status().valid
+
+
+def test_an_edit_still_being_written_is_read_once_it_settles(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_bytes(RULES.read_bytes())
+    watch = RulesWatch(path)
+    good = watch.refresh()
+    assert good is not None
+    edited = RULES.read_text().replace("grace: 3 days", "grace: 2 days")
+    with capture_logs() as logs:
+        path.write_text("")  # an editor truncated the file and has not written it yet
+        assert watch.refresh() is good and watch.status().valid
+        path.write_text(edited)
+        assert watch.refresh() is good  # written a moment ago: not read yet
+        settled(path)
+        newer = watch.refresh()
+    assert newer is not None and newer.version != good.version
+    assert [e["event"] for e in logs] == ["rules.reloaded"]  # the empty file was never judged
 
 
 # -- metrics from the store ----------------------------------------------------------------------

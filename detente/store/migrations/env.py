@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import detente.store.findings  # registers the findings tables
+import detente.store.notices  # registers the webhook's record of posted breaches
 import detente.store.tables  # registers the tables on SQLModel.metadata
 import detente.store.writes  # noqa: F401 - registers the outbox
 
