@@ -172,11 +172,14 @@ class Daemon:
         self._started = time.monotonic()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            # The metrics job only reads: it warms the dashboard on a thread of its own, so a long
+            # report never holds up a pull.
+            executors={"default": ThreadPoolExecutor(max_workers=1), "metrics": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
         )
         self.scheduler.add_listener(self._overlap, EVENT_JOB_MAX_INSTANCES)
         self.http: HttpServer | None = None
+        self.board: Any = None  # the dashboard, when served
 
     # -- the main thread ---------------------------------------------------------------------
 
@@ -280,6 +283,8 @@ class Daemon:
             wanted[name] = (d.pull_seconds, partial(self._job, name, partial(self._pull, system)))
         wanted["audit"] = (d.audit_seconds, partial(self._job, "audit", self._audit))
         wanted["writeback"] = (d.writeback_seconds, partial(self._job, "writeback", self._writeback))
+        if self.board is not None:  # the dashboard's report, computed before anyone asks (after each audit)
+            wanted["metrics"] = (d.audit_seconds, partial(self._job, "metrics", self._metrics))
         if self.settings.webhook.enabled:  # right after an audit that changed findings, and on this interval
             wanted["notify"] = (d.audit_seconds, partial(self._job, "notify", self._notify))
         digest = self.settings.digest
@@ -299,7 +304,8 @@ class Daemon:
             if self.scheduler.get_job(job_id) is None:
                 first = (trigger.get_next_fire_time(None, now) if isinstance(seconds, tuple) else
                          now if job_id.startswith("pull-") else now + timedelta(seconds=seconds))
-                self.scheduler.add_job(func, trigger, id=job_id, name=job_id, next_run_time=first)
+                self.scheduler.add_job(func, trigger, id=job_id, name=job_id, next_run_time=first,
+                                       executor="metrics" if job_id == "metrics" else "default")
                 log.info("job.scheduled", job=job_id, **when, first_run=first.isoformat() if first else None)
             elif self._intervals.get(job_id) != seconds:
                 self.scheduler.reschedule_job(job_id, trigger=trigger)
@@ -438,8 +444,14 @@ class Daemon:
         result = audit_step(self.engine, rules, now)
         if any(result.counts.get(k) for k in ("opened", "updated", "resolved", "reopened", "recorded")):
             self._soon("notify")  # new breaches reach the webhook right after the audit found them
+            self._soon("metrics")  # and the dashboard shows them without computing on a page load
             self._soon("writeback")  # and what the audit found is written back right after it
         return result
+
+    def _metrics(self, settings: Settings, rules: Rules, now: datetime) -> StepResult:
+        started = time.monotonic()
+        counts = self.board.warm() if self.board is not None else {}
+        return StepResult("metrics", "ok", time.monotonic() - started, counts)
 
     def _notify(self, settings: Settings, rules: Rules, now: datetime) -> StepResult:
         return notify_step(self.engine, settings, now)
@@ -474,6 +486,7 @@ class Daemon:
         except SettingsError as exc:
             log.warning("dashboard.disabled", reason=exc.problems[0])
             return []
+        self.board = board
         return board.routes()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -81,7 +81,8 @@ def test_readyz_is_ready_when_leading_with_valid_rules_and_no_failed_job(running
     assert response.status_code == 200, body
     assert body["role"] == "leader" and body["reasons"] == [] and body["store"]["reachable"] is True
     assert body["rules"]["valid"] is True and body["rules"]["version"]
-    assert set(body["jobs"]) == {"pull-salesforce", "pull-hubspot", "audit", "writeback"}
+    assert set(body["jobs"]) <= {"pull-salesforce", "pull-hubspot", "audit", "writeback", "metrics"}
+    assert set(body["jobs"]) >= {"pull-salesforce", "pull-hubspot", "audit", "writeback"}
     assert all(job["outcome"] == "ok" for job in body["jobs"].values())
 
 
@@ -120,3 +121,15 @@ def test_no_secret_reaches_the_log_or_the_endpoints(running: Running) -> None:
     settings = yaml.safe_load((daemon.log_path.parent / "detente.yaml").read_text())
     for section, key in (("salesforce", "client_secret"), ("salesforce", "password"), ("hubspot", "token")):
         assert settings[section][key] not in seen, (section, key)
+
+
+def test_the_dashboard_is_served_warm_after_each_audit(running: Running) -> None:
+    """The metrics job computes the dashboard's report after an audit, on its own thread, so a
+    page load finds it ready; the page shows the report the API serves."""
+    warmed = running.daemon.wait_for("job.finished", 60, lambda e: e["job"] == "metrics"
+                                     and e["counts"].get("warmed") == 1)
+    assert warmed["counts"]["period"]
+    page = running.daemon.get("/")
+    assert page.status_code == 200 and 'data-metric="' in page.text
+    api = running.daemon.get(f"/api/report?period={warmed['counts']['period']}&by=source").json()
+    assert api["period"]["label"] == warmed["counts"]["period"]
