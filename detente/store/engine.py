@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(parsed.database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The store holds people's data: readable by its owner only (SQLite gives its -wal
+            # and -shm files the database file's permissions).
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         engine = create_engine(parsed, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -26,6 +31,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # Reports scan large ranges: read through a memory map and a larger page cache.
+            cur.execute("PRAGMA mmap_size=1073741824")
+            cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
         return engine
