@@ -272,22 +272,28 @@ class Context:
 def funnel(ctx: Context, cohort: Sequence[Who], stages: Mapping[int, Mapping[str, tuple[datetime | None, bool]]],
            deals: Sequence[Deal]) -> dict[str, Any]:
     ids = {w.id for w in cohort}
+    reached: Counter[str] = Counter()
+    at: Counter[str] = Counter()
+    days: dict[str, list[float]] = defaultdict(list)
+    for pid in ids:  # one pass over each person's few stages
+        mine = stages.get(pid)
+        if not mine:
+            continue
+        for name, (entered, current) in mine.items():
+            reached[name] += 1
+            at[name] += current
+            if entered is None:
+                continue
+            later = ctx.after.get(name, frozenset())
+            nexts = [t for s, (t, _) in mine.items() if t is not None and s in later]
+            if nexts and min(nexts) >= entered:
+                days[name].append((min(nexts) - entered).total_seconds() / 86400)
     rows = []
-    reached: dict[str, int] = {}
     for name, stage in ctx.rules.stages.items():
-        got = [pid for pid in ids if name in stages.get(pid, {})]
-        at = sum(1 for pid in got if stages[pid][name][1])
-        reached[name] = len(got)
-        days = []
-        for pid in got:
-            entered = stages[pid][name][0]
-            nexts = [t for s, (t, _) in stages[pid].items() if s in ctx.after[name] and t is not None]
-            if entered is not None and nexts and min(nexts) >= entered:
-                days.append((min(nexts) - entered).total_seconds() / 86400)
         previous = stage.after[0] if stage.after else None
-        rows.append({"stage": name, "at": at, "reached": len(got), "from": previous,
-                     "conversion": ratio(len(got), reached[previous]) if previous in reached else None,
-                     "median_days_in_stage": med(days), "timed": len(days)})
+        rows.append({"stage": name, "at": at[name], "reached": reached[name], "from": previous,
+                     "conversion": ratio(reached[name], reached[previous]) if previous is not None else None,
+                     "median_days_in_stage": med(days[name]), "timed": len(days[name])})
     with_opp = {d.person_id for d in deals if d.person_id in ids}
     closed = [d for d in deals if d.person_id in ids and d.is_closed]
     return {"cohort": len(ids), "stages": rows, "with_opportunity": len(with_opp),
