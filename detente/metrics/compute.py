@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from statistics import mean, median, pstdev
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, exists, func, literal_column, select
+from sqlalchemy import Connection, Engine, and_, case, func, literal_column, select
 
 from detente.metrics.periods import goal_scale, kind_of, shift
 from detente.reconcile.counts import Counts, Period, count_stages, open_findings, read_cohort
@@ -360,18 +360,23 @@ def tally(store: Store, ctx: Context, periods: Sequence[Period]) -> Tally:
 
     p, o, s_ = PEOPLE, OPPS, STAGES
     groups = store.group_columns()
-    has_opp = case((exists().where(o.c.person_id == p.c.id, o.c.deleted.is_(False)), 1), else_=0)
-    is_mql = case((exists().where(s_.c.person_id == p.c.id, s_.c.stage == "mql"), 1), else_=0)
-    # GROUP BY ordinals: PostgreSQL does not see two renderings of the bucket as one expression.
-    stmt = select(bucket(p.c.created_at), windowed(p.c.created_at), *groups, func.count(), func.sum(has_opp),
-                  func.sum(is_mql), func.sum(is_mql * has_opp)) \
-        .where(p.c.deleted.is_(False), p.c.created_at >= lo, p.c.created_at < hi) \
-        .group_by(*ordinals(*range(1, 3 + len(groups))))
-    people: dict[tuple[int, bool, tuple[str, ...]], list[int]] = {}
     width = len(groups)
-    for row in raw_rows(store.conn, stmt):
-        key = (int(row[0]), bool(row[1]), tuple(str(x) for x in row[2:2 + width]))
-        people[key] = [int(x or 0) for x in row[2 + width:]]
+    live = and_(p.c.deleted.is_(False), p.c.created_at >= lo, p.c.created_at < hi)
+    # The people who have an opportunity and those who reached MQL are found from the (smaller)
+    # opportunities and stages and joined to their person, not probed for each person.
+    with_opp = select(o.c.person_id).where(o.c.deleted.is_(False), o.c.person_id.is_not(None)).distinct() \
+        .subquery("with_opp")
+    mql = select(s_.c.person_id).where(s_.c.stage == "mql").subquery("mql")
+    people: dict[tuple[int, bool, tuple[str, ...]], list[int]] = {}
+    parts = [p, p.join(with_opp, with_opp.c.person_id == p.c.id), p.join(mql, mql.c.person_id == p.c.id),
+             p.join(mql, mql.c.person_id == p.c.id).join(with_opp, with_opp.c.person_id == p.c.id)]
+    for i, source in enumerate(parts):  # leads, with an opportunity, MQLs, MQLs with an opportunity
+        # GROUP BY ordinals: PostgreSQL does not see two renderings of the bucket as one expression.
+        stmt = select(bucket(p.c.created_at), windowed(p.c.created_at), *groups, func.count()) \
+            .select_from(source).where(live).group_by(*ordinals(*range(1, 3 + width)))
+        for row in raw_rows(store.conn, stmt):
+            key = (int(row[0]), bool(row[1]), tuple(str(x) for x in row[2:2 + width]))
+            people.setdefault(key, [0, 0, 0, 0])[i] = int(row[-1] or 0)
     won = o.c.is_won.is_(True)
     stmt = select(bucket(o.c.closed_at), windowed(o.c.closed_at), *groups, func.count(),
                   func.sum(case((won, 1), else_=0)), func.sum(case((won, o.c.amount), else_=0))) \

@@ -114,7 +114,9 @@ class PersonClock(SQLModel, table=True):
     """One started SLA clock of one person, whatever its state (met clocks included)."""
 
     __tablename__ = "person_clocks"
-    __table_args__ = (Index("person_clocks_sla", "sla", "started_at"),)
+    __table_args__ = (Index("person_clocks_sla", "sla", "started_at"),
+                      # the trends count each period's clocks by outcome from the index alone
+                      Index("person_clocks_started", "started_at", "sla", "outcome", "person_id"))
 
     person_id: int = Field(primary_key=True)
     sla: str = Field(primary_key=True, max_length=64)

@@ -137,7 +137,13 @@ class Person(SQLModel, table=True):
     """One real person: a Salesforce lead and/or contact and a HubSpot contact, linked."""
 
     __tablename__ = "people"
-    __table_args__ = (Index("people_email", "email"), Index("people_created", "created_at"))
+    __table_args__ = (
+        Index("people_email", "email"),
+        Index("people_created", "created_at"),
+        # The metrics read a period's people, sliced and grouped, from this index alone.
+        Index("people_cohort", "created_at", "deleted", "source", "offer", "channel", "campaign_id",
+              "salesforce_owner_id", "hubspot_owner_id", "activity_count"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     email: str | None = Field(default=None, max_length=320)

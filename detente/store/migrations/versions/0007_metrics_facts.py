@@ -58,13 +58,18 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('person_clocks', schema=None) as batch_op:
         batch_op.create_index('person_clocks_sla', ['sla', 'started_at'], unique=False)
+        batch_op.create_index('person_clocks_started', ['started_at', 'sla', 'outcome', 'person_id'], unique=False)
     with op.batch_alter_table('people', schema=None) as batch_op:
         batch_op.create_index('people_created', ['created_at'], unique=False)
+        batch_op.create_index('people_cohort', ['created_at', 'deleted', 'source', 'offer', 'channel', 'campaign_id',
+                                                'salesforce_owner_id', 'hubspot_owner_id', 'activity_count'],
+                              unique=False)
     op.execute("DELETE FROM audit_state")
 
 
 def downgrade() -> None:
     with op.batch_alter_table('people', schema=None) as batch_op:
+        batch_op.drop_index('people_cohort')
         batch_op.drop_index('people_created')
     op.drop_table('person_clocks')
     op.drop_table('person_stages')
