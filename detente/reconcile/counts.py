@@ -37,6 +37,7 @@ from detente.rules.evaluate import StageEvaluator
 from detente.store.tables import Person
 
 PEOPLE = Person.__table__  # type: ignore[attr-defined]
+COHORT_CHUNK = 10_000  # people evaluated per statement
 PERIOD_FORMS = "a year (2026), a quarter (2026-Q3), a month (2026-07) or an ISO week (2026-W27)"
 HS, SF = "hubspot", "salesforce"
 
@@ -123,14 +124,20 @@ def read_cohort(engine: Engine, rules: c.Rules, period: Period | None, now: date
         stmt = stmt.where(p.c.created_at >= period.start, p.c.created_at < period.end)
     with engine.connect() as conn:
         people = {r.id: (r.salesforce_lead_id, r.hubspot_contact_id) for r in conn.execute(stmt.order_by(p.c.id))}
-    # The evaluator streams (yield_per) on a connection of its own; every live person is
-    # evaluated and the cohort picked here, so no statement carries an unbounded IN list.
+    # The evaluator streams (yield_per) on a connection of its own. A period's cohort is
+    # evaluated alone, in chunks (no statement carries an unbounded IN list); without a period,
+    # every live person.
     out: list[CohortPerson] = []
-    with engine.connect() as conn:
-        for m in StageEvaluator(rules).memberships(conn, now):
-            ids = people.get(m.person_id)
-            if ids is not None:
-                out.append(CohortPerson(m.person_id, ids[0], ids[1], m.definitions, m.labels))
+    evaluator = StageEvaluator(rules)
+    ordered = sorted(people)
+    parts: list[list[int] | None] = [ordered[i:i + COHORT_CHUNK] for i in range(0, len(ordered), COHORT_CHUNK)] \
+        if period is not None else [None]
+    for part in parts:
+        with engine.connect() as conn:
+            for m in evaluator.memberships(conn, now, part):
+                ids = people.get(m.person_id)
+                if ids is not None:
+                    out.append(CohortPerson(m.person_id, ids[0], ids[1], m.definitions, m.labels))
     return sorted(out, key=lambda x: x.id)
 
 
