@@ -350,3 +350,18 @@ def test_sla_time_and_shares_by_hand() -> None:
     assert (s["median_hours"], s["p90_hours"]) == (5.0, 30.0)
     empty = clock_summary([])
     assert (empty["within_sla"], empty["median_hours"], empty["p90_hours"]) == (None, None, None)
+
+
+@pytest.mark.parametrize("label", PERIODS)
+def test_the_funnel_s_last_stages_are_the_people_with_open_and_won_opportunities(
+        reports: dict[str, Any], truth: Truth, label: str) -> None:
+    """customer: opportunity won; opportunity: an open one, or on to customer (the agreement's
+    definitions, checked on the deals as the CRMs hold them)."""
+    cohort = truth.created_in(*bounds(label))
+    won = {id(h) for h in cohort if any(truth.deals[k].won for k in h.opportunities)}
+    open_ = {id(h) for h in cohort if any(not truth.deals[k].closed for k in h.opportunities)}
+    stages = {s["stage"]: s for s in reports[label]["funnel"]["stages"]}
+    assert stages["customer"]["reached"] == len(won)
+    assert stages["opportunity"]["reached"] == len(won | open_)
+    assert stages["customer"]["conversion"] == rate(len(won), len(won | open_))
+    assert stages["inquiry"]["reached"] == len(cohort)  # everyone has an email here
