@@ -63,17 +63,20 @@ def pull(
     objects: list[str] | None = None,
     full: bool = False,
     lookback: timedelta = timedelta(minutes=5),
+    deletes_every: timedelta = timedelta(0),
     on_page: Callable[[ObjectReport], None] | None = None,
 ) -> PullReport:
     """Pull every object (or the ones named) of one connector; stop cleanly when the call
-    budget runs out, with each cursor at its last committed page."""
+    budget runs out, with each cursor at its last committed page. Deletions are asked for at
+    most every ``deletes_every`` (a pull between two checks reads changes only)."""
     report = PullReport()
     for name in objects or list(connector.objects()):
         item = ObjectReport(connector.system, name)
         report.objects.append(item)
         started = time.monotonic()
         try:
-            _pull_object(engine, connector, name, item, now=now, full=full, lookback=lookback, on_page=on_page)
+            _pull_object(engine, connector, name, item, now=now, full=full, lookback=lookback,
+                         deletes_every=deletes_every, on_page=on_page)
         except BudgetExhausted as exc:
             item.stopped = str(exc)
             log.warning("pull.stopped", system=connector.system, object=name, reason=str(exc))
@@ -88,7 +91,8 @@ def pull(
 
 def _pull_object(
     engine: Engine, connector: Connector, name: str, item: ObjectReport, *,
-    now: datetime, full: bool, lookback: timedelta, on_page: Callable[[ObjectReport], None] | None = None,
+    now: datetime, full: bool, lookback: timedelta, deletes_every: timedelta = timedelta(0),
+    on_page: Callable[[ObjectReport], None] | None = None,
 ) -> None:
     system = connector.system
     stored = None if full else read_position(engine, system, name)
@@ -105,6 +109,7 @@ def _pull_object(
         item.add(page, commit_page(engine, system, page, now))
         if on_page is not None:
             on_page(item)
+    checked_now = now
     if full:
         gone = live_ids(engine, system, name) - seen
         if gone:
@@ -115,6 +120,9 @@ def _pull_object(
         # the cursor of a quiet object may lie months back, past the delete log's reach.
         checked = _deletes_checked_at(engine, system, name)
         since_deletes = ((checked or stored.modified_at) - lookback) if stored else None
+        if checked is not None and timedelta(0) <= now - checked < deletes_every:
+            since_deletes = None  # checked recently: the next check reads from that moment on
+            checked_now = checked
         if since_deletes is not None:
             try:
                 for page in connector.deleted(name, since_deletes, until=now):
@@ -127,7 +135,7 @@ def _pull_object(
                 return
     with engine.begin() as conn:
         upsert(conn, CURSORS, [{
-            "system": system, "object": name, "deletes_checked_at": now, "updated_at": now,
+            "system": system, "object": name, "deletes_checked_at": checked_now, "updated_at": now,
             **({"full_pull_at": now} if full else {}),
         }], ["system", "object"])
 

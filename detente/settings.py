@@ -58,6 +58,8 @@ class SalesforceSettings(_Section):
     bulk_poll_seconds: float = Field(1.0, gt=0, le=60, description="first wait before polling a Bulk job")
     bulk_timeout_seconds: float = Field(3600.0, gt=0, description="give up on a Bulk job after this long")
     lookback_seconds: float = Field(300.0, ge=0, description="each incremental pull re-reads this overlap")
+    deletes_every_seconds: float = Field(
+        900.0, ge=0, description="how often an incremental pull also asks for deleted records (0: every pull)")
     # Retries and call budgets: every attempt, retries included, counts.
     retries: int = Field(5, ge=0, le=20, description="retries of a call answered 429/5xx or timed out")
     backoff_factor: float = Field(0.5, ge=0, le=60, description="retry backoff: factor x 2^(retry-1) seconds")
@@ -83,6 +85,8 @@ class HubSpotSettings(_Section):
         1000, ge=100, le=1000, description="records per committed page; also ids per associations batch read"
     )
     lookback_seconds: float = Field(300.0, ge=0, description="each incremental pull re-reads this overlap")
+    deletes_every_seconds: float = Field(
+        900.0, ge=0, description="how often an incremental pull also asks for deleted records (0: every pull)")
     max_value_chars: int = Field(65_536, ge=1, description="longer property values are quarantined")
     # Throttling below HubSpot's limits (190 calls per rolling 10 s, search 5 per second).
     burst_per_10s: int = Field(170, ge=1, description="API calls detente allows itself per rolling 10 seconds")

@@ -92,7 +92,8 @@ def sync(
         error = None
         try:
             report = pull(engine, connector, now=now, objects=chosen, full=full,
-                          lookback=timedelta(seconds=section.lookback_seconds), on_page=on_page)
+                          lookback=timedelta(seconds=section.lookback_seconds),
+                          deletes_every=timedelta(seconds=section.deletes_every_seconds), on_page=on_page)
         except DetenteError as exc:
             error = str(exc)
             log.error("sync.failed", system=system, error=error)

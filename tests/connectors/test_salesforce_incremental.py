@@ -103,6 +103,39 @@ def test_soft_deletes_come_from_queryall_and_purged_ones_from_getdeleted(store: 
     assert_store_matches(store, sf, LEADS)
 
 
+def test_deletions_are_asked_for_on_their_own_interval_and_none_is_lost(store: Engine, sf: Sandbox) -> None:
+    """Between two checks a pull reads changes only (queryAll still shows soft deletes); the
+    next check reads the delete log from the last check on, so a purge in between is found."""
+    a, b, _ = insert(sf, LEAD, leads(3), T0 - timedelta(minutes=30))
+    every = timedelta(minutes=15)
+    pull(store, connector(sf, objects=LEADS), now=T0, deletes_every=every)
+    t1 = T0 + timedelta(minutes=5)
+    set_clock(sf, t1)
+    sf.world.sf_delete(LEAD, a, t1)
+    sf.world.sf_delete(LEAD, b, t1)
+    purge(sf, LEAD, b)  # only getDeleted knows
+    set_clock(sf, t1 + timedelta(minutes=2))
+    soon = pull(store, connector(sf, objects=LEADS), now=t1 + timedelta(minutes=2), deletes_every=every)
+    assert soon.objects[0].deleted == 1  # the soft delete, from queryAll; the delete log not asked
+    assert not stored_rows(store, "Lead")[b][0] and deletes_checked(store) == T0
+    later = T0 + timedelta(minutes=16)
+    set_clock(sf, later)
+    due = pull(store, connector(sf, objects=LEADS), now=later, deletes_every=every)
+    assert due.objects[0].deleted >= 1 and stored_rows(store, "Lead")[b][0]  # the purge, from getDeleted
+    assert deletes_checked(store) == later
+    assert_store_matches(store, sf, LEADS)
+
+
+def deletes_checked(store: Engine) -> object:
+    from sqlalchemy import select
+
+    from detente.store.raw import CURSORS
+
+    with store.connect() as conn:
+        return conn.execute(select(CURSORS.c.deletes_checked_at).where(
+            CURSORS.c.system == "salesforce", CURSORS.c.object == "Lead")).scalar()
+
+
 def test_a_converted_lead_arrives_with_its_contact(store: Engine, sf: Sandbox) -> None:
     [lead] = insert(sf, LEAD, leads(1), T0 - timedelta(minutes=5))
     objects = ("Account", "Lead", "Contact")
