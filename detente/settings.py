@@ -390,6 +390,9 @@ def load_settings(path: str | Path | None = None, *, required: bool = False) -> 
         try:
             text = file.read_text(encoding="utf-8")
             node = yaml.compose(text)
+            # The settings source constructs the document again; construct it here first so a
+            # node PyYAML cannot build (a list as a key, a python/ tag) is reported, located.
+            data = yaml.safe_load(text)
         except (OSError, UnicodeDecodeError) as exc:
             raise SettingsError([f"{file}: cannot read the settings file ({exc})"]) from None
         except yaml.YAMLError as exc:
@@ -399,6 +402,19 @@ def load_settings(path: str | Path | None = None, *, required: bool = False) -> 
             raise SettingsError([f"{where}: {problem}; expected valid YAML"]) from None
         if node is not None and not isinstance(node, yaml.MappingNode):
             raise SettingsError([f"{file}:1:1: the settings file must be a mapping of sections"])
+        # pydantic-settings lower-cases each top-level key, so one that is not text (1, true,
+        # null, an empty key) would fail inside it as a traceback rather than a problem.
+        not_names = [
+            f"{file}:{key.start_mark.line + 1}:{key.start_mark.column + 1}: '{key.value}' is not a section name; "
+            "expected a name such as salesforce or hubspot"
+            for key, _ in (node.value if node is not None else [])
+            if key.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:merge")
+        ]
+        if not not_names and isinstance(data, dict) and not all(isinstance(k, str) for k in data):
+            not_names.append(f"{file}:1:1: a key merged in with << is not a section name; expected names such "
+                             "as salesforce or hubspot")
+        if not_names:
+            raise SettingsError(not_names)
         _index_lines(node, (), lines)
     elif required or path is not None:
         raise SettingsError([f"{file}: settings file not found; pass --config PATH or set DETENTE_CONFIG"])

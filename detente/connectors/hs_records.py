@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from detente.connectors.base import Record, Reject
@@ -22,7 +22,7 @@ from detente.connectors.hs_window import from_ms, to_ms
 
 PAYLOAD_VALUE_CHARS = 2_000  # longer strings are cut in a quarantined payload
 MAX_PROBLEMS = 10  # named in one reason; the rest are counted
-_DIGITS = re.compile(r"^\d+$")
+_DIGITS = re.compile(r"^[0-9]{1,30}$")  # ASCII: \d also takes digits int() reads as others
 _EPOCH_MS = re.compile(r"^-?\d{1,15}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -62,9 +62,9 @@ def parse_instant(text: str) -> datetime | None:
             return None
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: year 1 east of UTC, year 9999 west
         return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def modified_ms(raw: Mapping[str, Any], modified: str) -> int | None:
@@ -75,9 +75,9 @@ def modified_ms(raw: Mapping[str, Any], modified: str) -> int | None:
 
 def record_id(raw: Mapping[str, Any]) -> int | None:
     rid = raw.get("id")
-    if isinstance(rid, int) and not isinstance(rid, bool) and rid >= 0:
+    if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 10**30:
         return rid
-    if isinstance(rid, str) and _DIGITS.match(rid):
+    if isinstance(rid, str) and _DIGITS.fullmatch(rid):
         return int(rid)
     return None
 
@@ -136,6 +136,8 @@ def _non_string_problem(definition: PropertyDef | None, value: Any) -> str | Non
     if isinstance(value, (dict, list)):
         return f"holds a JSON {'object' if isinstance(value, dict) else 'array'}, not a value"
     kind = definition.type if definition is not None else "string"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
     fits = (kind == "number" and isinstance(value, (int, float))) or (kind == "bool" and isinstance(value, bool))
     return None if fits else f"is a JSON {type(value).__name__}, expected a {kind} as a string"
 
@@ -164,9 +166,14 @@ def record_problems(
         if problem:
             problems.append(f"{name}: {problem}")
     history = raw.get("propertiesWithHistory")
+    if history is not None and not isinstance(history, Mapping):
+        problems.append("propertiesWithHistory: not an object")
     if isinstance(history, Mapping):
         for name, entries in history.items():
-            for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entries, list):  # build() copies each as a list
+                problems.append(f"history of {name}: not a list of entries")
+                continue
+            for entry in entries:
                 if not isinstance(entry, Mapping):
                     problems.append(f"history of {name}: an entry is not an object")
                     break

@@ -107,20 +107,24 @@ def _parse_datetime(text: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("no time zone")
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC, or year 9999 west of it
+        raise ValueError("out of range in UTC") from None
     return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
 
 
 def format_datetime(value: datetime) -> str:
     """The canonical stored form, Salesforce's REST form: ``2024-05-20T20:49:32.000+0000``."""
     value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+    # Not %Y: it leaves years before 1000 unpadded, which fromisoformat cannot read back.
+    return f"{value.year:04d}" + value.strftime("-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
 
 
 def soql_datetime(value: datetime) -> str:
     """A SOQL datetime literal with milliseconds: ``2024-05-20T20:49:32.000Z``."""
     value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return f"{value.year:04d}" + value.strftime("-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 # -- values ---------------------------------------------------------------------------------
@@ -216,7 +220,10 @@ def _number(value: Any, text: bool) -> float | int | None:
         number = value
     else:
         return None
-    return number if math.isfinite(number) else None
+    try:
+        return number if math.isfinite(number) else None
+    except OverflowError:  # an integer beyond any float: no Salesforce number field holds it
+        return None
 
 
 # -- rows -----------------------------------------------------------------------------------
@@ -290,7 +297,7 @@ def _reject_id(record_id: Any, raw: Mapping[str, Any]) -> str:
 def safe_payload(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The row as quarantine keeps it: without ``attributes``, NUL bytes replaced (PostgreSQL's
     JSON cannot hold them), non-finite numbers as text."""
-    return {k: _safe(v) for k, v in raw.items() if k != "attributes"}
+    return {_safe(str(k)): _safe(v) for k, v in raw.items() if k != "attributes"}
 
 
 def _safe(value: Any) -> Any:
@@ -299,7 +306,7 @@ def _safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
-        return {str(k): _safe(v) for k, v in value.items() if k != "attributes"}
+        return {_safe(str(k)): _safe(v) for k, v in value.items() if k != "attributes"}
     if isinstance(value, list):
         return [_safe(v) for v in value]
     return value

@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 _EPOCH_MS = re.compile(r"^-?\d{10,15}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SF_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+_HS_ID = re.compile(r"^[0-9]{1,30}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class BadRecord(ValueError):
@@ -49,7 +51,8 @@ def parse_instant(text: str) -> datetime | None:
     value = text.strip()
     if _EPOCH_MS.match(value):
         try:
-            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+            # Integer arithmetic: int / 1000 as a float lands a microsecond off (...001 ms -> 999 us).
+            return _EPOCH + timedelta(milliseconds=int(value))
         except (OverflowError, OSError, ValueError):
             return None
     try:
@@ -58,7 +61,10 @@ def parse_instant(text: str) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC, or year 9999 west of it
+        return None
 
 
 def text(data: Mapping[str, Any], name: str) -> str | None:
@@ -85,7 +91,10 @@ def number(data: Mapping[str, Any], name: str) -> float | None:
     if isinstance(value, bool):
         raise _bad(name, "a number", value)
     if isinstance(value, int | float):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an integer beyond any float
+            raise _bad(name, "a finite number", value) from None
     elif isinstance(value, str):
         try:
             result = float(value.strip())
@@ -168,7 +177,8 @@ def hubspot_id(value: Any, name: str) -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return str(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    if isinstance(value, str) and _HS_ID.match(value.strip()):
         return str(int(value.strip()))
     raise BadRecord(f"{name}: expected a HubSpot id, got {shape(value)}")
 
