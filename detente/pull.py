@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from queue import Empty, Full, Queue
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy import Engine, select
 from detente.connectors.base import BudgetExhausted, Connector, FullPullRequired, Page, Position, Record
 from detente.logs import get_logger
 from detente.store.bulk import upsert
-from detente.store.raw import CURSORS, PageResult, commit_page, live_ids, read_position
+from detente.store.raw import CURSORS, RAW, PageResult, commit_page, live_ids, read_position
 
 log = get_logger("detente.pull")
 
@@ -70,6 +71,8 @@ def pull(
     budget runs out, with each cursor at its last committed page. Deletions are asked for at
     most every ``deletes_every`` (a pull between two checks reads changes only)."""
     report = PullReport()
+    if hasattr(connector, "stored"):  # lets the connector skip re-reading what the store holds
+        connector.stored = partial(held_versions, engine, connector.system)
     for name in objects or list(connector.objects()):
         item = ObjectReport(connector.system, name)
         report.objects.append(item)
@@ -95,6 +98,12 @@ def _pull_object(
     on_page: Callable[[ObjectReport], None] | None = None,
 ) -> None:
     system = connector.system
+    if not full and name in getattr(connector, "listed_whole", ()):
+        # Read whole, without a change feed (HubSpot's owners and pipelines): re-read on the
+        # deletions' interval, not on every pull.
+        last = _deletes_checked_at(engine, system, name)
+        if last is not None and timedelta(0) <= now - last < deletes_every:
+            return
     stored = None if full else read_position(engine, system, name)
     since = Position(stored.modified_at - lookback, "") if stored and lookback else stored
     ceiling = Position(now, "")
@@ -185,6 +194,19 @@ def prefetched(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
                 queue.get_nowait()
             except Empty:
                 reader.join(timeout=0.1)
+
+
+def held_versions(engine: Engine, system: str, name: str, ids: list[str]) -> dict[str, datetime]:
+    """The modification time of each of ``ids`` the raw layer holds live."""
+    out: dict[str, datetime] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(ids), 1000):
+            part = ids[start:start + 1000]
+            out.update((r[0], r[1]) for r in conn.execute(
+                select(RAW.c.record_id, RAW.c.modified_at).where(
+                    RAW.c.system == system, RAW.c.object == name, RAW.c.record_id.in_(part),
+                    RAW.c.deleted.is_(False))))
+    return out
 
 
 def _deletes_checked_at(engine: Engine, system: str, name: str) -> datetime | None:

@@ -37,7 +37,7 @@ change mid-pull are never skipped. Merged-away records come out of the survivor'
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -56,7 +56,7 @@ from detente.connectors.hs_records import (
     value_problem,
 )
 from detente.connectors.hs_transport import HubSpotHttp, Meter
-from detente.connectors.hs_window import first_window, search_body, step
+from detente.connectors.hs_window import first_window, search_body, step, to_ms
 from detente.errors import RetriableError
 from detente.logs import get_logger
 from detente.settings import HubSpotSettings
@@ -103,6 +103,7 @@ class HubSpotConnector:
     """Reads HubSpot CRM v3 through hubspot-api-client; satisfies ``Connector``."""
 
     system = "hubspot"
+    listed_whole = frozenset({"owners", "pipelines"})  # no change feed: read whole, now and then
 
     def __init__(
         self, settings: HubSpotSettings, *, budget: CallBudget | None = None, meter: Meter | None = None
@@ -116,6 +117,10 @@ class HubSpotConnector:
         )
         self.http = HubSpotHttp(settings, self.meter)
         self._defs: dict[str, dict[str, PropertyDef]] = {}
+        # Set by the pull: the stored modification times of records by id, so that an
+        # incremental pull drops the search hits it already holds (the unchanged records of
+        # the lookback overlap) before their batch and association reads.
+        self.stored: Callable[[str, list[str]], Mapping[str, datetime]] | None = None
 
     @property
     def budget(self) -> CallBudget | None:
@@ -206,8 +211,23 @@ class HubSpotConnector:
             position = moved.position or position
             window, edge = moved.next, moved.edge
             if window is None or len(pending) > self.settings.records_per_page - size:
-                yield self._page(spec, list(pending.values()), position, read, names, history, mark)
+                raws = list(pending.values())
+                if since is not None and self.stored is not None:
+                    raws = self._unheld(spec, raws)
+                yield self._page(spec, raws, position, read, names, history, mark)
                 pending, position, mark = {}, None, self.meter.calls
+
+    def _unheld(self, spec: ObjectSpec, raws: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The hits the store does not hold at the same modification time."""
+        assert self.stored is not None
+        ids = [str(rid) for rid in (record_id(r) for r in raws) if rid is not None]
+        held = {rid: to_ms(at) for rid, at in self.stored(spec.name, ids).items()} if ids else {}
+        out = []
+        for raw in raws:
+            rid = record_id(raw)
+            if rid is None or held.get(str(rid)) is None or held[str(rid)] != modified_ms(raw, spec.modified):
+                out.append(raw)
+        return out
 
     def _page(
         self,

@@ -65,6 +65,22 @@ def test_an_incremental_pull_reads_the_changes_and_little_else(store: Engine, hs
     assert item.fetched <= 10 + 31
 
 
+def test_hits_the_store_already_holds_are_not_read_again(store: Engine, hs: Sandbox) -> None:
+    """The unchanged records of the lookback overlap cost their search only: no batch read, no
+    association read; a changed one among them is read in full."""
+    ids = insert(hs, "contacts", contacts(30), spread(T0 - timedelta(minutes=4), 30, timedelta(seconds=5)))
+    run(store, hs, T0)
+    before = dict(hs.hs_control.calls)
+    again = run(store, hs, T0 + timedelta(minutes=1))
+    spent = {k: v - before.get(k, 0) for k, v in hs.hs_control.calls.items() if v != before.get(k, 0)}
+    assert again.fetched == 0 and spent.get("POST /crm/v3/objects/{type}/search") == 1, spent
+    assert not [route for route in spent if "batch/read" in route], spent  # no records, no associations read
+    hs.world.hs_update("contacts", ids[3], {"hs_lead_status": "IN_PROGRESS"}, T0 + timedelta(minutes=2))
+    changed = run(store, hs, T0 + timedelta(minutes=3))
+    assert (changed.fetched, changed.updated) == (1, 1)
+    assert_store_matches(store, hs)
+
+
 def test_records_sharing_one_millisecond_across_pages_are_read_once(store: Engine, hs: Sandbox) -> None:
     at = T0 - timedelta(hours=1)
     insert(hs, "contacts", contacts(50), spread(at - timedelta(minutes=5), 50, timedelta(seconds=1)))
@@ -226,3 +242,17 @@ def test_a_clock_that_steps_back_loses_nothing(store: Engine, hs: Sandbox) -> No
     run(store, hs, t1 + timedelta(seconds=5))
     assert stored_rows(store, "contacts")[str(ids[1])].data["properties"]["jobtitle"] == "Second"
     assert_store_matches(store, hs)
+
+
+def test_owners_and_pipelines_are_read_whole_on_the_deletions_interval(store: Engine, hs: Sandbox) -> None:
+    every = timedelta(minutes=15)
+
+    def owners_read(at: Any) -> int:
+        before = hs.hs_control.calls.get("GET /crm/v3/owners/", 0)
+        with connector(hs) as c:
+            pull(store, c, now=at, objects=["owners", "pipelines"], deletes_every=every)
+        return hs.hs_control.calls.get("GET /crm/v3/owners/", 0) - before
+
+    assert owners_read(T0) > 0
+    assert owners_read(T0 + timedelta(minutes=5)) == 0
+    assert owners_read(T0 + timedelta(minutes=16)) > 0
