@@ -18,7 +18,6 @@ import json
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from typing import Any
 from sqlalchemy import Engine, func, inspect, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from normalize import peak_rss_mb, pulled_store
+from normalize import measured, peak_rss_mb, pulled_store
 
 RULES = Path(__file__).resolve().parents[1] / "config" / "rules.yaml"
 # Per table: the integer columns that point at a tiled table (by which table) and the text
@@ -162,12 +161,7 @@ def measure(url: str, full: bool) -> dict[str, Any]:
 
 
 def child(url: str, full: bool = False) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--measure", url, *(["--full"] if full else [])]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"the measured run failed:\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return measured(__file__, "--measure", url, *(["--full"] if full else []))
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from audit import normalized_base, tile
-from normalize import peak_rss_mb
+from normalize import measured, peak_rss_mb
 
 RULES = Path(__file__).resolve().parents[1] / "config" / "rules.yaml"
 NOW = datetime(2026, 11, 16, 15, 0, tzinfo=UTC) + timedelta(days=1)
@@ -120,12 +119,7 @@ def dashboard(engine: Any, rules: Any) -> dict[str, Any]:
 
 
 def child(url: str, what: str) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--measure", url, "--what", what]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"the measured run failed:\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return measured(__file__, "--measure", url, "--what", what)
 
 
 def main() -> None:

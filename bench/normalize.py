@@ -186,12 +186,18 @@ def measure(url: str) -> dict[str, Any]:
             "stages": report.seconds, "sizes": sizes, "counts": dict(report.counts)}
 
 
-def child(url: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--measure", url], capture_output=True, text=True, check=False)
+def measured(script: str, *args: str) -> dict[str, Any]:
+    """Run ``script`` with ``args`` in a child process (so its peak memory is its own) and
+    return the JSON it prints last; the benches' measured runs go through here."""
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"the measured run failed:\n{out.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def child(url: str) -> dict[str, Any]:
+    return measured(__file__, "--measure", url)
 
 
 def main() -> None:

@@ -127,3 +127,18 @@ def configure_logging(
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+def describe(exc: BaseException) -> str:
+    """An error for the log and /readyz: detente's own messages whole (they are written to be
+    safe), anything else by its first line only (a driver's message may quote SQL and values)."""
+    from sqlalchemy.exc import StatementError
+
+    from detente.errors import DetenteError
+
+    if isinstance(exc, DetenteError):
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        exc = exc.orig
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return redactor.scrub(f"{type(exc).__name__}: {first}")

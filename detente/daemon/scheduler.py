@@ -38,7 +38,6 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import StatementError
 from starlette.routing import BaseRoute
 
 from detente.connectors.base import BudgetExhausted
@@ -47,8 +46,8 @@ from detente.daemon.endpoints import HttpServer, build_app, parse_listen
 from detente.daemon.lock import Leadership
 from detente.daemon.metrics import DaemonMetrics
 from detente.daemon.rulewatch import RulesWatch
-from detente.errors import DetenteError, SettingsError
-from detente.logs import configure_logging, get_logger, redactor
+from detente.errors import SettingsError
+from detente.logs import configure_logging, describe, get_logger, redactor
 from detente.pull import ObjectReport
 from detente.rules import Rules
 from detente.settings import Settings, load_settings
@@ -85,17 +84,6 @@ class JobState:
     def as_json(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "error": redactor.scrub(self.error) if self.error else None,
                 "started_at": self.started_at.isoformat().replace("+00:00", "Z"), "seconds": round(self.seconds, 3)}
-
-
-def describe(exc: BaseException) -> str:
-    """An error for the log and /readyz: detente's own messages whole (they are written to be
-    safe), anything else by its first line only (a driver's message may quote SQL and values)."""
-    if isinstance(exc, DetenteError):
-        return f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, StatementError) and exc.orig is not None:
-        exc = exc.orig
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return redactor.scrub(f"{type(exc).__name__}: {first}")
 
 
 def configure(settings: Settings) -> None:

@@ -19,15 +19,13 @@ from urllib.parse import quote, urlencode
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from pydantic import SecretStr
 from sqlalchemy import Engine
-from sqlalchemy.exc import StatementError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from detente.daemon.endpoints import parse_listen
-from detente.errors import DetenteError
-from detente.logs import get_logger, redactor
+from detente.logs import describe, get_logger
 from detente.metrics.compute import DIMENSIONS, report
 from detente.metrics.periods import period_of
 from detente.reconcile.counts import Period
@@ -59,17 +57,6 @@ class BadRequest(Exception):
 
 class Unavailable(Exception):
     """The dashboard cannot answer now (no valid rules)."""
-
-
-def describe(exc: BaseException) -> str:
-    """An error for the log: detente's own messages whole, anything else by its first line only
-    (a driver's message may quote SQL and values)."""
-    if isinstance(exc, DetenteError):
-        return f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, StatementError) and exc.orig is not None:
-        exc = exc.orig
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return redactor.scrub(f"{type(exc).__name__}: {first}")
 
 
 def explain_href(finding: FindingLine) -> str:

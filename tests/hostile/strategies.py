@@ -7,7 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import settings
 from hypothesis import strategies as st
+
+FAST = settings(max_examples=100, deadline=None)  # the hostile tests' budget: ~100 cases each
 
 # Characters that break naive parsers: NUL and other C0 controls, DEL, a lone surrogate (JSON's
 # "\ud800" escape decodes to one), zero-width and byte-order marks, line separators, digits

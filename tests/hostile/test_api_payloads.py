@@ -11,13 +11,14 @@ import math
 from datetime import UTC, date, datetime
 from typing import Any
 
-from hypothesis import example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from detente.connectors.base import Record, Reject
 from detente.connectors.hs_records import PropertyDef, build, merged_away, parse_instant
 from detente.connectors.sf_records import FieldSpec, ObjectSchema, format_datetime, parse_csv, parse_row
 from tests.hostile.strategies import (
+    FAST,
     day_only,
     epoch_instants,
     epoch_ms,
@@ -29,8 +30,6 @@ from tests.hostile.strategies import (
     short_text,
     without_value,
 )
-
-FAST = settings(max_examples=100, deadline=None)
 
 # -- Salesforce -----------------------------------------------------------------------------
 

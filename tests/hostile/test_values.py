@@ -23,6 +23,7 @@ from detente.normalize.opportunities import validate
 from detente.normalize.owners import read_owner
 from detente.normalize.profile import read_view
 from tests.hostile.strategies import (
+    FAST,
     day_only,
     epoch_instants,
     epoch_ms,
@@ -35,7 +36,6 @@ from tests.hostile.strategies import (
     without_value,
 )
 
-FAST = settings(max_examples=100, deadline=None)
 T0 = datetime(2026, 11, 16, 15, 0, tzinfo=UTC)
 NAME = "Some_Field__c"
 
