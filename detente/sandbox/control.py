@@ -242,8 +242,16 @@ def control_routes(
                 control.restore_data()
         return JSONResponse({"reset": True, "data": restore})
 
+    async def writes(request: Request) -> Response:
+        try:
+            since = int(request.query_params.get("since", "0"))
+        except ValueError:
+            return JSONResponse({"error": "since must be a whole number (a write log sequence number)"}, 400)
+        return JSONResponse({"writes": [w for w in world.writes(since) if w["system"] == control.system]})
+
     return [
         Route("/__sandbox/stats", stats, methods=["GET"]),
+        Route("/__sandbox/writes", writes, methods=["GET"]),
         Route("/__sandbox/faults", faults, methods=["POST"]),
         Route("/__sandbox/clock", clock, methods=["POST"]),
         Route("/__sandbox/reset", reset, methods=["POST"]),

@@ -110,6 +110,7 @@ class Sandbox:
                                as_of=(as_of or datetime.now(UTC)).replace(microsecond=0))
         if self.world.get_meta("generated") is None:
             self.populate()
+        self.world.log_writes = True
         self.sf_control.restore_data = self.restore
         self.hs_control.restore_data = self.restore
         self._servers: list[uvicorn.Server] = []
@@ -130,8 +131,10 @@ class Sandbox:
 
     def restore(self) -> None:
         """Throw away every change and generate the same world again (same parameters)."""
+        self.world.log_writes = False
         self.world.clear()
         self.populate()
+        self.world.log_writes = True
 
     def manifest(self) -> dict[str, Any]:
         path = self.state_dir / "manifest.json"

@@ -98,6 +98,9 @@ class World:
         self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
         self.lock = threading.RLock()
+        # Once the world is generated, every write is also appended to ``write_log``: what a
+        # harness compares with what detente says it wrote (see ``writes``).
+        self.log_writes = False
         if self.path != ":memory:":
             self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=OFF")
@@ -162,6 +165,10 @@ class World:
             " created_at TEXT, updated_at TEXT)"
         )
         c.execute(
+            "CREATE TABLE IF NOT EXISTS write_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, system TEXT,"
+            " object TEXT, record_id TEXT, op TEXT, fields TEXT, at TEXT)"
+        )
+        c.execute(
             "CREATE TABLE IF NOT EXISTS hs_custom_props (object TEXT, name TEXT, definition TEXT,"
             " PRIMARY KEY (object, name))"
         )
@@ -200,6 +207,25 @@ class World:
                 if table != "meta":
                     c.execute(f'DELETE FROM "{table}"')
             c.execute("DELETE FROM meta WHERE key LIKE 'seq:%' OR key = 'generated'")
+
+    def _log(self, system: str, obj: str, op: str, entries: Iterable[tuple[Any, dict[str, Any] | None]],
+             at: str) -> None:
+        """Append writes to ``write_log`` (inside the caller's transaction), once generated."""
+        if self.log_writes:
+            self.conn.executemany(
+                "INSERT INTO write_log (system, object, record_id, op, fields, at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(system, obj, str(rid), op, None if fields is None else json.dumps(fields, default=str), at)
+                 for rid, fields in entries],
+            )
+
+    def writes(self, since: int = 0) -> list[dict[str, Any]]:
+        """The write log past sequence number ``since``: every record created, updated,
+        deleted, archived or associated since the world was generated, with the values sent."""
+        return [
+            {"seq": r["seq"], "system": r["system"], "object": r["object"], "record_id": r["record_id"],
+             "op": r["op"], "fields": None if r["fields"] is None else json.loads(r["fields"]), "at": r["at"]}
+            for r in self.query("SELECT * FROM write_log WHERE seq > ? ORDER BY seq", (since,))
+        ]
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
@@ -275,6 +301,7 @@ class World:
         marks = ", ".join("?" for _ in names)
         with self.transaction() as c:
             c.executemany(f'INSERT INTO "sf_{obj.name}" ({cols}) VALUES ({marks})', prepared)
+            self._log("salesforce", obj.name, "insert", zip(ids, rows, strict=True), stamp)
             if history and obj.history_object:
                 self._sf_history(obj, history)
         return ids
@@ -338,6 +365,7 @@ class World:
                 f'UPDATE "sf_{obj.name}" SET {sets} WHERE "Id" = ?',
                 [*(_to_db(obj.field(k), v) for k, v in changed.items()), record_id],
             )
+            self._log("salesforce", obj.name, "update", [(record_id, values)], stamp)
             if history and obj.history_object:
                 self._sf_history(obj, history)
         return True
@@ -352,6 +380,7 @@ class World:
                 (stamp, record_id),
             )
             c.execute("INSERT OR REPLACE INTO sf_deleted VALUES (?, ?, ?)", (obj.name, record_id, stamp))
+            self._log("salesforce", obj.name, "delete", [(record_id, None)], stamp)
         return True
 
     def sf_find(self, obj: SfObject, field: str, value: Any) -> list[str]:
@@ -395,6 +424,7 @@ class World:
                 f"INSERT INTO hs_{object_name} (id, created_at, updated_at, props) VALUES (?, ?, ?, ?)", rows
             )
             c.executemany("INSERT INTO hs_history VALUES (?, ?, ?, ?, ?, ?)", hist_rows)
+            self._log("hubspot", object_name, "create", zip(ids, records, strict=True), hs_datetime(now))
         return ids
 
     def hs_get(self, object_name: str, record_id: int, archived: bool = False) -> dict[str, Any] | None:
@@ -448,6 +478,7 @@ class World:
                     [(object_name, record_id, k, v, stamp, source)
                      for k, v in changed.items() if k in HS_HISTORY_TRACKED],
                 )
+            self._log("hubspot", object_name, "update", [(record_id, props)], stamp)
             current["properties"] = after
             if changed:
                 current["updated_at"] = stamp
@@ -460,6 +491,8 @@ class World:
                 f"UPDATE hs_{object_name} SET archived = 1, archived_at = ? WHERE id = ? AND archived = 0",
                 (hs_datetime(now), record_id),
             )
+            if cur.rowcount == 1:
+                self._log("hubspot", object_name, "archive", [(record_id, None)], hs_datetime(now))
             return cur.rowcount == 1
 
     def hs_merge(self, object_name: str, primary: int, secondary: int, now: datetime) -> dict[str, Any] | None:
@@ -495,6 +528,7 @@ class World:
         """Create associations (from_object, from_id, to_object, to_id, type_id) and their inverses."""
         from detente.sandbox.schema import HS_ASSOCIATION_TYPES
 
+        pairs = list(pairs)
         rows = []
         for fo, fid, to, tid, type_id in pairs:
             rows.append((fo, fid, to, tid, category, type_id))
@@ -503,6 +537,9 @@ class World:
                 rows.append((to, tid, fo, fid, category, inverse))
         with self.transaction() as c:
             c.executemany("INSERT OR IGNORE INTO hs_assoc VALUES (?, ?, ?, ?, ?, ?)", rows)
+            for fo, fid, to, tid, type_id in pairs if self.log_writes else ():
+                self._log("hubspot", fo, "associate", [(fid, {"to": to, "to_id": tid, "type": type_id})],
+                          hs_datetime(datetime.now(UTC)))
 
     def hs_associations(self, object_name: str, record_id: int, to_object: str) -> list[tuple[int, str, int]]:
         rows = self.query(
