@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import date, datetime
 from typing import Any
 
@@ -92,10 +94,40 @@ def record_usage(
 def start_run(engine: Engine, kind: str, system: str | None, now: datetime) -> int:
     with engine.begin() as conn:
         run_id = conn.execute(
-            RUNS.insert().values(kind=kind, system=system, started_at=now, outcome="running", counts={})
+            RUNS.insert().values(kind=kind, system=system, started_at=now, outcome="running", counts={},
+                                 host=socket.gethostname(), pid=os.getpid())
             .returning(RUNS.c.id)
         ).scalar_one()
         return int(run_id)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def interrupt_runs(engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    """Mark ``interrupted`` the runs left ``running`` by a process of this host that is gone
+    (killed, crashed, the machine restarted): a later look at ``runs`` must not show them
+    still going. Runs of other hosts are left alone (their processes cannot be seen from here).
+    Returns the rows marked."""
+    host = socket.gethostname()
+    with engine.begin() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(
+            select(RUNS.c.id, RUNS.c.kind, RUNS.c.system, RUNS.c.pid, RUNS.c.started_at)
+            .where(RUNS.c.outcome == "running", RUNS.c.host == host))]
+        gone = [r for r in rows if r["pid"] is None or (r["pid"] != os.getpid() and not _alive(int(r["pid"])))]
+        for r in gone:
+            conn.execute(RUNS.update().where(RUNS.c.id == r["id"]).values(
+                outcome="interrupted", ended_at=now,
+                error=f"interrupted: process {r['pid']} on this host ended before the run finished (killed or "
+                      "crashed); the next run picks up from what was committed"))
+    return gone
 
 
 def finish_run(engine: Engine, run_id: int, now: datetime, outcome: str, counts: dict[str, Any],

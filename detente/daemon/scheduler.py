@@ -51,6 +51,7 @@ from detente.logs import configure_logging, describe, get_logger, redactor
 from detente.pull import ObjectReport
 from detente.rules import Rules
 from detente.settings import Settings, load_settings
+from detente.status import interrupt_runs
 from detente.sync import configured
 
 log = get_logger("detente.daemon")
@@ -246,6 +247,15 @@ class Daemon:
             log.error("store.migrate_failed", error=describe(exc))
             self._leadership.release()
             return
+        try:
+            interrupted = interrupt_runs(self.engine, datetime.now(UTC))
+        except Exception as exc:  # a bookkeeping sweep: the jobs run anyway
+            log.warning("runs.sweep_failed", error=describe(exc))
+        else:
+            for run in interrupted:
+                log.warning("run.interrupted", kind=run["kind"], system=run["system"], pid=run["pid"],
+                            started_at=run["started_at"].isoformat(),
+                            note="its process ended mid-run; the work resumes from what it committed")
         with self._cond:
             self._leading = True
         self._standby_noted = False

@@ -371,6 +371,8 @@ class World:
         return True
 
     def sf_delete(self, obj: SfObject, record_id: str, now: datetime) -> bool:
+        """Delete a record (to the recycle bin). As in Salesforce, deleting a lead or a contact
+        deletes the tasks and events about it (``WhoId``) too."""
         with self.transaction() as c:
             if self.sf_get(obj, record_id) is None:
                 return False
@@ -381,6 +383,11 @@ class World:
             )
             c.execute("INSERT OR REPLACE INTO sf_deleted VALUES (?, ?, ?)", (obj.name, record_id, stamp))
             self._log("salesforce", obj.name, "delete", [(record_id, None)], stamp)
+            if obj.name in ("Lead", "Contact"):
+                for activity in ("Task", "Event"):
+                    for (aid,) in c.execute(f'SELECT "Id" FROM "sf_{activity}" WHERE "WhoId" = ? AND NOT "IsDeleted"',
+                                            (record_id,)).fetchall():
+                        self.sf_delete(SALESFORCE_OBJECTS[activity], aid, now)
         return True
 
     def sf_find(self, obj: SfObject, field: str, value: Any) -> list[str]:

@@ -88,6 +88,8 @@ class Run(SQLModel, table=True):
     outcome: str = Field(default="running", max_length=16)
     counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONDoc, nullable=False))
     error: str | None = None
+    host: str | None = Field(default=None, max_length=255, description="the host of the process that ran it")
+    pid: int | None = Field(default=None, description="that process's id (a killed run is found by it)")
 
 
 class ApiUsage(SQLModel, table=True):

@@ -42,10 +42,12 @@ class Applied:
 
 def op_of(row: dict[str, Any], task_id: str | None = None) -> Op:
     """The transport's write for one outbox row; ``task_id``: the CRM id of the task this row
-    changes, when an earlier version of it was applied (HubSpot then updates it by id)."""
+    changes, when an earlier version of it was applied (HubSpot then updates it by id; so does
+    Salesforce to complete it: an upsert by key would make the task again if someone, or a
+    deleted lead, took it away, and a completed copy helps no one)."""
     if row["kind"] == "field":
         return Op(row["key"], row["system"], row["object"], dict(row["payload"]), record_id=row["record_id"])
-    if row["system"] == "hubspot" and task_id is not None:
+    if task_id is not None and (row["system"] == "hubspot" or row["kind"] == "complete"):
         return Op(row["key"], row["system"], row["object"], dict(row["payload"]), record_id=task_id)
     key_field = TASK_KEY_FIELD[row["system"]]
     associate = ("contacts", row["record_id"]) if row["system"] == "hubspot" and row["kind"] == "task" \
@@ -66,6 +68,11 @@ def known_tasks(engine: Engine, task_keys: list[str]) -> dict[str, str]:
     return out
 
 
+# The CRMs' codes for a record that no longer exists (Salesforce; HubSpot); and Salesforce's
+# answer to a task about (``WhoId``) a lead or contact that no longer exists.
+RECORD_GONE = frozenset({"ENTITY_IS_DELETED", "OBJECT_NOT_FOUND"})
+
+
 def pending(engine: Engine, max_attempts: int) -> list[dict[str, Any]]:
     """The rows to send: planned ones with attempts left, and every row still marked sent (the
     run sending it died before recording the result; the CRM refused nothing, and sending again
@@ -83,7 +90,15 @@ def _result(row: dict[str, Any], o: Outcome | None, max_attempts: int, now: date
     if o is not None and o.ok:
         applied.counts["applied"] += 1
         return {"_key": row["key"], "state": "applied", "applied_at": now, "error": None, "result_id": o.record_id}
-    error = o.error if o is not None else "no result came back for this write"
+    error = (o.error if o is not None else None) or "no result came back for this write"
+    code = error.partition(":")[0].strip()
+    if code in RECORD_GONE or (code == "INVALID_CROSS_REFERENCE_KEY" and "WhoId" in error):
+        # Deleted (or merged away) between the pull that planned it and this send: nothing is
+        # left to write to, and no later attempt would find it.
+        applied.counts["skipped"] += 1
+        applied.errors.append(f"{row['key']}: the record was deleted in the CRM ({error})")
+        return {"_key": row["key"], "state": "skipped", "applied_at": None, "result_id": row.get("result_id"),
+                "error": f"the record was deleted in the CRM before this write reached it ({error})"}
     again = (o is None or o.retryable) and row["attempts"] + 1 < max_attempts
     applied.counts["retry" if again else "failed"] += 1
     applied.errors.append(f"{row['key']}: {error}")

@@ -147,8 +147,10 @@ def apply_command(
         hs.close()
     for e in result.errors:
         typer.echo(f"not applied: {e}", err=True)
+    skipped = result.counts["skipped"]
     typer.echo(f"{result.counts['applied']} applied, {result.counts['retry']} to retry, "
-               f"{result.counts['failed']} failed ({sf_calls} Salesforce and {hs_calls} HubSpot calls)")
+               f"{result.counts['failed']} failed{f', {skipped} skipped (record deleted)' if skipped else ''} "
+               f"({sf_calls} Salesforce and {hs_calls} HubSpot calls)")
 
 
 def writes_command(

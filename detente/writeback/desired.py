@@ -57,7 +57,7 @@ class PersonView:
     company: str | None
     salesforce: Target | None  # the live lead, or the contact it became
     hubspot: Target | None
-    owner_user: Mapping[str, str]  # system -> the owner's CRM user id
+    owner_user: Mapping[str, str]  # system -> the owner's CRM user id (active owners only)
     owner_email: str | None
     stage: str | None = None
 
@@ -221,7 +221,8 @@ def _task(out: Desired, rules: c.Rules, sla: c.Sla, name: str, f: OpenFinding, p
     if template.owner != "person_owner":
         owner = None  # an owner named by email: resolved by the caller's owner map (not supported yet)
     if owner is None:
-        out.skipped.append(f"{f.key}: no owner in {target.system} to assign the {name} task to")
+        out.skipped.append(f"{f.key}: no active owner in {target.system} to assign the {name} task to "
+                           "(none set, or the owner is deactivated)")
         return
     if template.due.business and calendar is not None:
         task_due = calendar.add_hours(f.due_at, template.due.business_hours(hours))

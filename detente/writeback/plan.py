@@ -120,8 +120,8 @@ def people_views(conn: Connection, ids: Sequence[int]) -> dict[int, PersonView]:
     for i in range(0, len(ids), 5000):
         stmt = select(p.c.id, p.c.email, p.c.first_name, p.c.last_name, p.c.company, p.c.salesforce_lead_id,
                       p.c.salesforce_contact_id, p.c.salesforce_converted, p.c.hubspot_contact_id,
-                      so.c.salesforce_user_id, so.c.email.label("sf_owner_email"), ho.c.hubspot_owner_id,
-                      ho.c.email.label("hs_owner_email")) \
+                      so.c.salesforce_user_id, so.c.email.label("sf_owner_email"), so.c.active.label("sf_active"),
+                      ho.c.hubspot_owner_id, ho.c.email.label("hs_owner_email"), ho.c.active.label("hs_active")) \
             .outerjoin(so, so.c.id == p.c.salesforce_owner_id).outerjoin(ho, ho.c.id == p.c.hubspot_owner_id) \
             .where(p.c.id.in_(list(ids[i:i + 5000])), p.c.deleted.is_(False))
         for r in conn.execute(stmt):
@@ -131,7 +131,10 @@ def people_views(conn: Connection, ids: Sequence[int]) -> dict[int, PersonView]:
             elif r.salesforce_contact_id:
                 sf = Target("salesforce", "Contact", r.salesforce_contact_id)
             hs = Target("hubspot", "contacts", r.hubspot_contact_id) if r.hubspot_contact_id else None
-            users = {k: v for k, v in (("salesforce", r.salesforce_user_id), ("hubspot", r.hubspot_owner_id)) if v}
+            # Tasks go to active owners only: a CRM refuses a task for a deactivated user or an
+            # archived owner, and would refuse it again at every run.
+            users = {k: v for k, v, active in (("salesforce", r.salesforce_user_id, r.sf_active),
+                                               ("hubspot", r.hubspot_owner_id, r.hs_active)) if v and active}
             name = " ".join(x for x in (r.first_name, r.last_name) if x) or (r.email or f"person {r.id}")
             out[r.id] = PersonView(r.id, r.email, name, r.company, sf, hs, users,
                                    r.sf_owner_email or r.hs_owner_email)

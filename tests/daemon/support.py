@@ -59,8 +59,9 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, every: 
 class Daemon:
     """``python -m detente --config FILE run`` in a process of its own, its stderr in a file."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, extra_env: dict[str, str] | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DETENTE_")}
+        env.update(extra_env or {})
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.log_path = log
         self._log = log.open("wb")

@@ -65,3 +65,16 @@ def test_restoring_the_world_empties_the_log(sb: Sandbox) -> None:
     assert sb.world.writes()
     sb.restore()
     assert sb.world.writes() == []
+
+
+def test_deleting_a_lead_deletes_the_tasks_about_it(sb: Sandbox) -> None:
+    """As in Salesforce: a lead's activities go to the recycle bin with it."""
+    sf = sf_client(sb)
+    lead = sf.Lead.create({"LastName": "Gone", "Company": "Acme"})["id"]
+    task = sf.Task.create({"Subject": "Call", "WhoId": lead})["id"]
+    other = sf.Task.create({"Subject": "Unrelated"})["id"]
+    sf.Lead.delete(lead)
+    assert sf.query_all(f"SELECT Id FROM Task WHERE Id = '{task}'")["totalSize"] == 0
+    assert sf.query_all(f"SELECT Id FROM Task WHERE Id = '{other}'")["totalSize"] == 1
+    assert [(w["object"], w["record_id"]) for w in sb.world.writes() if w["op"] == "delete"] == [
+        ("Lead", lead), ("Task", task)]

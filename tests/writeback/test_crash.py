@@ -462,7 +462,8 @@ def test_a_write_the_crm_refuses_for_good_fails_once_with_its_message(private: S
     with store.begin() as conn:
         conn.execute(update(w).where(w.c.key == bad["key"]).values(
             value="Not A Status", payload={"Detente_Status__c": "Not A Status"}))
-    # A lead deleted in the CRM after the pull: writes to it are refused for good too.
+    # A lead deleted in the CRM after the pull: writes to it are skipped (there is nothing left
+    # to write to), with the CRM's words.
     gone = next(r for r in rows if r["system"] == "salesforce" and r["object"] == "Lead"
                 and r["record_id"] != bad["record_id"])
     assert sb.world.sf_delete(SALESFORCE_OBJECTS["Lead"], gone["record_id"], datetime.now(UTC))
@@ -470,15 +471,18 @@ def test_a_write_the_crm_refuses_for_good_fails_once_with_its_message(private: S
     counts, _, _ = _apply(store, settings)
     rows = {r["key"]: r for r in outbox(store)}
     failed = {k for k, r in rows.items() if r["state"] == "failed"}
-    # Every write on the two records fails with them (Salesforce takes a record whole or not at all).
+    skipped = {k for k, r in rows.items() if r["state"] == "skipped"}
+    # Every write on the bad record fails with it (Salesforce takes a record whole or not at all).
     on_bad = {k for k, r in rows.items() if r["record_id"] == bad["record_id"] and r["kind"] == "field"}
     on_gone = {k for k, r in rows.items() if r["record_id"] == gone["record_id"] and r["kind"] == "field"}
-    assert failed == on_bad | on_gone
-    assert counts == {"applied": len(rows) - len(failed), "failed": len(failed)}
-    for k in failed:
+    assert failed == on_bad and skipped == on_gone
+    assert counts == {"applied": len(rows) - len(failed) - len(skipped), "failed": len(failed),
+                      "skipped": len(skipped)}
+    for k in failed | skipped:
         assert rows[k]["attempts"] == 1
     assert "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" in rows[bad["key"]]["error"]
     assert "Not A Status" in rows[bad["key"]]["error"]
+    assert rows[gone["key"]]["error"].startswith("the record was deleted in the CRM before this write reached it")
     assert "ENTITY_IS_DELETED" in rows[gone["key"]]["error"], rows[gone["key"]]["error"]
 
     # Another apply does not try them again.
@@ -506,7 +510,8 @@ def test_a_write_the_crm_refuses_for_good_fails_once_with_its_message(private: S
     assert retry.exit_code == 0, retry.output[-2000:]
     assert f"{len(on_bad)} applied, 0 to retry, 0 failed" in retry.stdout, retry.stdout
     after = {r["key"]: r for r in outbox(store)}
-    assert {k: r["state"] for k, r in after.items() if k in failed} == dict.fromkeys(failed, "failed")
+    assert {k: r["state"] for k, r in after.items() if k in failed | skipped} == {
+        **dict.fromkeys(failed, "failed"), **dict.fromkeys(skipped, "skipped")}
     new_rows = [r for k, r in after.items() if k not in rows]
     assert sorted((r["record_id"], r["field"], r["state"]) for r in new_rows) == \
         sorted((rows[k]["record_id"], rows[k]["field"], "applied") for k in on_bad)
@@ -514,3 +519,55 @@ def test_a_write_the_crm_refuses_for_good_fails_once_with_its_message(private: S
     assert all(r["key"].startswith(refused[(r["record_id"], r["field"])] + "|") for r in new_rows)
     status = next(r for r in new_rows if r["field"] == "Detente_Status__c")
     assert status["value"] != "Not A Status" and holds(crm_value(sb, status), status["value"])
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_tasks_are_not_assigned_to_a_deactivated_owner(private: Sandbox, store: Engine, rules: Rules) -> None:
+    """The CRMs refuse a task for a deactivated user or an archived owner, and would refuse it
+    at every run: such tasks are skipped with the reason instead (found by the crash harness,
+    where one HubSpot task was planned, refused and planned again each cycle)."""
+    sb = private
+    settings = WritebackSettings(enabled=True)
+    plan = plan_writes(store, rules, settings, NOW, record=False)
+    by_system = {s: [w for w in plan.writes if w["kind"] == "task" and w["system"] == s]
+                 for s in ("salesforce", "hubspot")}
+    assert by_system["salesforce"] and by_system["hubspot"]
+    sf_owner = by_system["salesforce"][0]["payload"]["OwnerId"]
+    hs_owner = by_system["hubspot"][0]["payload"]["hubspot_owner_id"]
+    now = datetime.now(UTC)
+    assert sb.world.sf_update(SALESFORCE_OBJECTS["User"], sf_owner, {"IsActive": False}, now)
+    with sb.world.transaction() as conn:  # the rep left: HubSpot archives the owner
+        conn.execute("UPDATE hs_owners SET archived = 1, updated_at = ? WHERE id = ?",
+                     (now.strftime("%Y-%m-%dT%H:%M:%S.000Z"), int(hs_owner)))
+    pull(store, sb, now)
+    normalize(store, now=now)
+
+    again = plan_writes(store, rules, settings, NOW, record=False)
+    tasks = [w for w in again.writes if w["kind"] == "task"]
+    assert tasks  # other owners' tasks are still planned
+    assert not [w for w in tasks if w["payload"].get("OwnerId") == sf_owner
+                or w["payload"].get("hubspot_owner_id") == hs_owner]
+    gone = {w["task_key"] for ws in by_system.values() for w in ws
+            if w["payload"].get("OwnerId") == sf_owner or w["payload"].get("hubspot_owner_id") == hs_owner}
+    said = [s for s in again.skipped if "deactivated" in s]
+    assert len(said) >= len(gone) > 0, again.skipped
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_task_about_a_lead_deleted_before_the_send_is_skipped(private: Sandbox, store: Engine,
+                                                                 rules: Rules) -> None:
+    """Salesforce refuses it (INVALID_CROSS_REFERENCE_KEY on WhoId) and would refuse it again:
+    the row ends skipped, saying why, not failed (found by the crash harness)."""
+    sb = private
+    settings = settings_for(sb).model_copy(update={"writeback": WritebackSettings(enabled=True)})
+    plan = plan_writes(store, rules, settings.writeback, datetime.now(UTC))
+    task = next(w for w in plan.writes if w["kind"] == "task" and w["system"] == "salesforce"
+                and w["object"] == "Task")
+    lead = task["record_id"]
+    assert sb.world.sf_delete(SALESFORCE_OBJECTS["Lead"], lead, datetime.now(UTC))
+    counts, _, _ = _apply(store, settings)
+    row = {r["key"]: r for r in outbox(store)}[task["key"]]
+    assert row["state"] == "skipped", row
+    assert row["error"].startswith("the record was deleted in the CRM") and "WhoId" in row["error"]
+    assert counts.get("failed", 0) == 0 and counts.get("skipped", 0) >= 1
+    assert not sf_tasks(sb) or task["task_key"] not in {t["Detente_Key__c"] for t in sf_tasks(sb)}

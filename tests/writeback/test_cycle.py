@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,42 @@ def test_resolving_the_cause_completes_the_task(private: Sandbox, store: Engine,
     assert len(mine) == 1 and mine[0].state == "applied"
     [task] = [t for t in _sf_tasks(sb) if t["Detente_Key__c"] == mine[0].task_key]
     assert task["Status"] == "Completed" and "Closed by detente" in task["Description"]
+
+
+def test_a_task_deleted_with_its_lead_is_not_made_again_to_be_completed(private: Sandbox, store: Engine,
+                                                                        rules: Rules) -> None:
+    """Deleting a lead in Salesforce deletes its tasks. When detente then completes its task
+    (the finding behind it resolved), it does so by the task's id: the CRM says the task is
+    deleted, the write is skipped, and no completed copy appears (an upsert by key made one;
+    found by the crash harness)."""
+    sb = private
+    settings = _settings(sb)
+    _cycle(store, sb, rules, settings, NOW)
+    with store.connect() as conn:
+        row = conn.execute(select(WRITES).where(WRITES.c.kind == "task", WRITES.c.system == "salesforce",
+                                                WRITES.c.object == "Task", WRITES.c.state == "applied")).first()
+    assert row is not None and row.result_id
+    assert sb.world.sf_delete(SALESFORCE_OBJECTS["Lead"], row.record_id, datetime.now(UTC))
+    assert row.task_key not in {t["Detente_Key__c"] for t in _sf_tasks(sb)}
+    mark = max(w["seq"] for w in sb.world.writes())
+    # What the plan queues when the finding resolves: the task marked completed.
+    with store.begin() as conn:
+        conn.execute(WRITES.insert().values(
+            key=f"complete|{row.task_key}", kind="complete", system="salesforce", object="Task",
+            record_id=row.record_id, task_key=row.task_key, reason="resolved", state="planned", attempts=0,
+            payload={"Status": "Completed", "Description": "Closed by detente"}, planned_at=datetime.now(UTC)))
+    sf, hs = SalesforceWriter(settings.salesforce), HubSpotWriter(settings.hubspot)
+    try:
+        counts = apply_writes(store, settings, {"salesforce": sf.send, "hubspot": hs.send}, datetime.now(UTC)).counts
+    finally:
+        sf.close()
+        hs.close()
+    with store.connect() as conn:
+        done = conn.execute(select(WRITES).where(WRITES.c.key == f"complete|{row.task_key}")).one()
+    assert (done.state, counts["skipped"]) == ("skipped", 1), done
+    assert "ENTITY_IS_DELETED" in done.error
+    assert row.task_key not in {t["Detente_Key__c"] for t in _sf_tasks(sb)}
+    assert [w for w in sb.world.writes(mark) if w["object"] == "Task"] == []
 
 
 def test_a_plan_larger_than_the_cap_stops_before_anything_is_queued(private: Sandbox, store: Engine,
