@@ -86,6 +86,8 @@ class Churn:
         users = sb.world.query('SELECT "Id", "Department" FROM "sf_User" WHERE "IsActive"')
         self.marketing = [u["Id"] for u in users if u["Department"] == "Marketing"]
         self.sales = [u["Id"] for u in users if u["Department"] == "Sales"]
+        self.sources = sorted({r[0] for r in sb.world.tuples(
+            'SELECT DISTINCT "LeadSource" FROM "sf_Lead" WHERE "LeadSource" IS NOT NULL')}) or ["Web"]
         self.made = 0
 
     def _leads(self) -> list[str]:
@@ -110,7 +112,7 @@ class Churn:
         domain = rng.choice(("acme.example", "globex.example", *FREE_DOMAINS))
         world.sf_insert(LEAD, [{
             "LastName": f"Crash{self.made}", "Company": "Harness Ltd", "Email": f"crash{self.made}@{domain}",
-            "Status": "Open - Not Contacted", "LeadSource": rng.choice(("Web", "Event", "Partner")),
+            "Status": "Open - Not Contacted", "LeadSource": rng.choice(self.sources),
             "Lead_Score__c": rng.choice((10, 60, 90)), "OwnerId": rng.choice(self.marketing),
         }], now, rng.choice(self.marketing))
         edits += 1
