@@ -200,7 +200,8 @@ def section(results: dict[str, Any], command: str) -> str:
     storm = results.get("storm")
     if storm:
         lines += ["", "| Fault storm | people | records compared | writes compared | faults injected | calls, clean "
-                  "| calls, storm | ratio | apply rounds | same store and CRM state |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| calls, storm | ratio | apply rounds | same store and CRM state |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         injected = storm.get("faults_injected", {})
         total_injected = sum(sum(v.values()) if isinstance(v, dict) else v for v in injected.values())
         clean, stormy = storm.get("calls_clean", {}), storm.get("calls_storm", {})
