@@ -66,6 +66,11 @@ SLA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SALESFORCE_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9_]*\.)?[A-Za-z][A-Za-z0-9_]*$")
 HUBSPOT_FIELD = re.compile(r"^([a-z][a-z0-9_]*\.)?[a-z0-9_]+$")
+# Least privilege: the only fields write-back may touch (its tasks aside, which it makes itself).
+WRITABLE = {"salesforce": re.compile(r"^(Lead|Contact)\.Detente_[A-Za-z0-9_]*__c$"),
+            "hubspot": re.compile(r"^detente_[a-z0-9_]+$")}
+WRITABLE_WHERE = {"salesforce": "leads and contacts, named Detente_...__c",
+                  "hubspot": "contacts, named detente_... (no object prefix)"}
 HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 MAX_STAGES = 62
@@ -606,10 +611,15 @@ class _Validator:
                                               ("hubspot", HUBSPOT_FIELD, "detente_status")):
                 names = tuple(getattr(target, system))
                 for i, crm in enumerate(names):
+                    where = (*path, system, i) if len(names) > 1 else (*path, system)
                     if not pattern.match(crm):
-                        self.fail((*path, system, i) if len(names) > 1 else (*path, system),
-                                  f"'{crm}' is not a {SYSTEM_WORDS[system]} field name",
+                        self.fail(where, f"'{crm}' is not a {SYSTEM_WORDS[system]} field name",
                                   f"expected a field such as {example}")
+                    elif not WRITABLE[system].match(crm):
+                        self.fail(where, f"detente may not write {crm}: it writes only fields of its own, "
+                                  f"on {WRITABLE_WHERE[system]}", f"expected a field such as {example} "
+                                  "(create it in the CRM; detente never overwrites the CRM's own or other tools' "
+                                  "fields, and makes and updates only its own tasks)")
                 if names:
                     systems[system] = names
             if not systems:

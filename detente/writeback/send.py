@@ -160,6 +160,12 @@ def batches(items: Sequence[T], size: int) -> list[list[T]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+# Least privilege, again at the last step (the rules check refuses the rest first).
+WRITABLE_OBJECTS = {SALESFORCE: frozenset({"Lead", "Contact", "Task"}), "hubspot": frozenset({"contacts", "tasks"})}
+PEOPLE_OBJECTS = frozenset({"Lead", "Contact", "contacts"})
+OWN_FIELD = {SALESFORCE: re.compile(r"^Detente_[A-Za-z0-9_]*__c$"), "hubspot": re.compile(r"^detente_[a-z0-9_]+$")}
+
+
 def problem(op: Op, system: str) -> str | None:
     """Why ``op`` cannot be sent by the ``system`` writer, or None when it can."""
     if op.system != system:
@@ -168,6 +174,13 @@ def problem(op: Op, system: str) -> str | None:
         return "a write needs exactly one of record_id (update) and upsert_key (create or update)"
     if not _NAME.match(op.object):
         return f"{op.object!r} is not an object name"
+    if op.object not in WRITABLE_OBJECTS[system]:
+        return f"detente does not write {system} {op.object} records (only its fields on leads and contacts, " \
+               "and its own tasks)"
+    if op.object in PEOPLE_OBJECTS:
+        foreign = sorted(n for n in op.fields if not OWN_FIELD[system].match(n))
+        if foreign:
+            return f"{foreign[0]} is not a field of detente's own; write-back touches only its own fields"
     if op.record_id is not None and not op.record_id.strip():
         return "the record id is empty"
     if op.upsert_key is not None:

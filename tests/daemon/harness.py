@@ -34,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
 from detente.sandbox.schema import SALESFORCE_OBJECTS
 from detente.sandbox.server import Sandbox
 from detente.store.engine import create_schema, make_engine
 from detente.writeback.failpoints import ENV as FAILPOINT_ENV
 from detente.writeback.failpoints import POINTS
+from detente.writeback.plan import WRITES
 from tests.daemon.support import RULES, Daemon, write_settings
 
 LEAD = SALESFORCE_OBJECTS["Lead"]
@@ -333,8 +334,8 @@ class Harness:
 
     def _check_writes(self) -> None:
         r = self.report
-        with self.engine.connect() as conn:
-            rows = [dict(m._mapping) for m in conn.execute(text("SELECT * FROM writes ORDER BY planned_at, key"))]
+        with self.engine.connect() as conn:  # through the table's types: JSON values decoded on either store
+            rows = [dict(m._mapping) for m in conn.execute(select(WRITES).order_by(WRITES.c.planned_at, WRITES.c.key))]
         states = Counter(w["state"] for w in rows)
         if set(states) - {"applied", "skipped"}:
             stuck = [f"{w['key']} {w['state']} {w['error']}" for w in rows if w["state"] not in ("applied", "skipped")]
@@ -354,7 +355,7 @@ class Harness:
             if record is None:  # deleted since
                 continue
             held = record.get(name)
-            if not _holds(held, _value(w["value"])):
+            if not _holds(held, w["value"]):
                 r.problems.append(f"{w['key']}: the CRM holds {held!r}, detente applied {w['value']!r}")
         r.writes_checked = len(applied)
         # The write log: every write to detente's fields was planned; each planned value sent
@@ -378,7 +379,7 @@ class Harness:
         planned: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
         for w in rows:
             if w["kind"] == "field" and w["attempts"]:
-                planned.setdefault((w["system"], w["record_id"], w["field"], _canon(_value(w["value"]))), []).append(w)
+                planned.setdefault((w["system"], w["record_id"], w["field"], _canon(w["value"])), []).append(w)
         for k, n in sent.items():
             mine = planned.get(k, [])
             attempts = sum(w["attempts"] for w in mine)
@@ -428,12 +429,8 @@ def _naive(value: Any) -> Any:
 
 
 def _value(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in "[{\"":
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+    """A JSON column read as text (SQLite through plain SQL) decoded; anything else as it is."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _canon(value: Any) -> str:
@@ -462,8 +459,7 @@ def _contents(engine: Engine) -> tuple[dict[tuple[str, str, str], tuple[Any, ...
     with engine.connect() as conn:
         # A deleted record's last contents are not kept up to date (the deletion is what counts).
         raw = {(r.system, r.object, r.record_id): (bool(r.deleted), _naive(r.modified_at), r.merged_into,
-                                                    None if r.deleted else _value(r.data) if isinstance(r.data, str)
-                                                    else r.data)
+                                                    None if r.deleted else _value(r.data))
                for r in conn.execute(text("SELECT system, object, record_id, deleted, modified_at, merged_into, "
                                           "data FROM raw_records"))}
         # People by the records they are made of (their ids differ from store to store); a

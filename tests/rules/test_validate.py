@@ -172,6 +172,42 @@ writeback:
                             "stage, status")
 
 
+@pytest.mark.parametrize(("system", "target"), [
+    ("salesforce", "Lead.Status"),                     # the CRM's own field
+    ("salesforce", "Lead.Lead_Score__c"),              # another tool's custom field
+    ("salesforce", "Opportunity.Detente_Status__c"),   # an object detente does not write
+    ("salesforce", "Account.Detente_Status__c"),
+    ("salesforce", "User.Detente_Status__c"),
+    ("salesforce", "Detente_Status__c"),               # no object: it would be written nowhere
+    ("hubspot", "lifecyclestage"),
+    ("hubspot", "hubspot_owner_id"),
+    ("hubspot", "deals.detente_status"),
+    ("hubspot", "companies.detente_status"),
+])
+def test_writeback_beyond_detente_s_own_fields_is_refused_at_check_time(tmp_path: Path, system: str,
+                                                                         target: str) -> None:
+    """Least privilege: whatever the rules ask, write-back touches only fields of its own on
+    leads and contacts (and its own tasks); anything else is refused by `detente rules check`."""
+    path = write(tmp_path, BASE + f"""\
+writeback:
+  fields:
+    status: {{{system}: {target}}}
+""")
+    [found] = problems(path)
+    assert found.startswith(f"{path}:24:") and f"writeback.fields.status.{system}: detente may not write {target}" \
+        in found, found
+    assert "expected a field such as" in found
+
+
+def test_detente_s_own_fields_on_leads_and_contacts_are_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + """\
+writeback:
+  fields:
+    status: {salesforce: [Lead.Detente_Status__c, Contact.Detente_Status__c], hubspot: detente_status}
+""")
+    assert problems(path) == []
+
+
 def _warning(tmp_path: Path, before: str) -> Path:
     return write(tmp_path, BASE + f"""\
 slas:

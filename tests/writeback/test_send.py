@@ -199,6 +199,20 @@ def test_invalid_writes_are_refused_before_sending() -> None:
     assert problem(sf_update("ok", "00Q1", Detente_Status__c="Drift"), "salesforce") is None
 
 
+@pytest.mark.parametrize(("op", "said"), [
+    (Op("a", "salesforce", "Lead", {"Status": "Working"}, record_id="00Q1"), "Status is not a field of detente's own"),
+    (Op("b", "salesforce", "Opportunity", {"Detente_Status__c": "x"}, record_id="0061"),
+     "does not write salesforce Opportunity"),
+    (Op("c", "salesforce", "Account", {"Detente_Status__c": "x"}, record_id="0011"), "does not write"),
+    (Op("d", "hubspot", "contacts", {"lifecyclestage": "lead"}, record_id="1"), "lifecyclestage is not"),
+    (Op("e", "hubspot", "deals", {"detente_status": "x"}, record_id="1"), "does not write hubspot deals"),
+])
+def test_writes_beyond_detente_s_own_fields_and_tasks_are_refused_before_sending(op: Op, said: str) -> None:
+    """Least privilege at the last step, whatever reached the outbox."""
+    found = problem(op, op.system)
+    assert found is not None and said in found, found
+
+
 def test_a_refused_call_fails_records_with_a_missing_property_at_once_and_halves_the_rest() -> None:
     group = [WireRecord("contacts", [i], {"detente_status": "x"}, str(i)) for i in range(4)]
     group[1].fields["detente_nope"] = "y"
