@@ -457,9 +457,10 @@ def _holds(got: Any, want: Any) -> bool:
 
 def _contents(engine: Engine) -> tuple[dict[tuple[str, str, str], tuple[Any, ...]], list[tuple[str, ...]], int]:
     with engine.connect() as conn:
-        # A deleted record's last contents are not kept up to date (the deletion is what counts).
-        raw = {(r.system, r.object, r.record_id): (bool(r.deleted), _naive(r.modified_at), r.merged_into,
-                                                    None if r.deleted else _value(r.data))
+        # A deleted or merged-away record is compared by that fact (and the survivor): its last
+        # contents and time are what detente saw last, or what the first read of it found.
+        raw = {(r.system, r.object, r.record_id): (True, None, r.merged_into, None) if r.deleted else
+               (False, _naive(r.modified_at), r.merged_into, _value(r.data))
                for r in conn.execute(text("SELECT system, object, record_id, deleted, modified_at, merged_into, "
                                           "data FROM raw_records"))}
         # People by the records they are made of (their ids differ from store to store); a
