@@ -112,7 +112,7 @@ def _crash_figures(report: Any) -> dict[str, Any]:
 # -- 2. the fault storm --------------------------------------------------------------------------------
 
 
-def fault_storm(size: int, seed: int) -> dict[str, Any]:
+def fault_storm(size: int, seed: int, expire_every: int) -> dict[str, Any]:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("fault_storm", ROOT / "bench" / "fault_storm.py")
@@ -121,7 +121,9 @@ def fault_storm(size: int, seed: int) -> dict[str, Any]:
     spec.loader.exec_module(module)
     with tempfile.TemporaryDirectory(prefix="detente-storm-") as tmp:
         say(f"fault storm: {size:,} people")
-        figures: dict[str, Any] = module.storm(size, seed, Path(tmp), say=lambda s: say("  " + str(s)))
+        figures: dict[str, Any] = module.storm(size, seed, Path(tmp), say=lambda s: say("  " + str(s)),
+                                               profile={"expire_session_every": expire_every})
+    figures["expire_session_every"] = expire_every
     return figures
 
 
@@ -205,7 +207,8 @@ def section(results: dict[str, Any], command: str) -> str:
         injected = storm.get("faults_injected", {})
         total_injected = sum(sum(v.values()) if isinstance(v, dict) else v for v in injected.values())
         clean, stormy = storm.get("calls_clean", {}), storm.get("calls_storm", {})
-        lines.append(f"| 20% 429 (half without Retry-After), 5% 5xx, session expiry every 1,000 calls, 2% partial "
+        lines.append(f"| 20% 429 (half without Retry-After), 5% 5xx, an expired session every "
+                     f"{storm['expire_session_every']:,} calls, 2% partial "
                      f"batch failures, slow pages | {storm.get('people', storm.get('size')):,} | "
                      f"{storm.get('records_compared', 0):,} | {storm.get('writes_compared', 0):,} | "
                      f"{total_injected:,} | {sum(clean.values()):,} | {sum(stormy.values()):,} | "
@@ -242,6 +245,8 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=50, help="SIGKILLs per crash-harness run (default 50)")
     parser.add_argument("--crash-size", type=int, default=300, help="people in the crash harness's world")
     parser.add_argument("--storm-size", type=int, default=100_000, help="people in the fault storm's world")
+    parser.add_argument("--expire-every", type=int, default=1000,
+                        help="the storm's Salesforce session expires every N calls (a small world makes few calls)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-storm", action="store_true")
     parser.add_argument("--write-readme", action="store_true", help="replace README.md's Reliability section")
@@ -252,13 +257,14 @@ def main() -> None:
     began = time.monotonic()
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores"}
     results["crashes"] = crashes(args.kills, args.crash_size, args.seed)
-    results["storm"] = None if args.skip_storm else fault_storm(args.storm_size, args.seed)
+    results["storm"] = None if args.skip_storm else fault_storm(args.storm_size, args.seed, args.expire_every)
     results["hostile"] = hostile()
     results["secrecy"] = secrecy()
     results["seconds"] = round(time.monotonic() - began, 1)
     command = "python bench/reliability.py" + "".join(
         f" --{k.replace('_', '-')} {v}" for k, v in (("kills", args.kills), ("crash_size", args.crash_size),
-                                                     ("storm_size", args.storm_size), ("seed", args.seed))
+                                                     ("storm_size", args.storm_size),
+                                                     ("expire_every", args.expire_every), ("seed", args.seed))
         if v != parser.get_default(k)) + (" --skip-storm" if args.skip_storm else "")
     text = section(results, command)
     print("\n" + text)
