@@ -42,6 +42,14 @@ def newest_change(path: Path) -> float:
         return 0.0
 
 
+def has_empty_file(path: Path) -> bool:
+    """Whether one of the rules files is empty (0 bytes)."""
+    try:
+        return any(f.stat().st_size == 0 for f in (rules_files(path) if path.exists() else []))
+    except OSError:
+        return False
+
+
 def digest(path: Path) -> str:
     """A digest of the rules set's names and contents (a missing or unreadable one has its own)."""
     h = hashlib.sha256()
@@ -66,6 +74,7 @@ class RulesWatch:
         self.rules: Rules | None = None
         self.problems: tuple[str, ...] = ()
         self._digest: str | None = None
+        self._seen: tuple[str, float] = ("", 0.0)  # the digest last seen, and since when (monotonic)
 
     def retarget(self, path: Path) -> None:
         """Watch another file or folder (a settings reload changed ``daemon.rules``)."""
@@ -78,12 +87,19 @@ class RulesWatch:
         """The rules to use now: the edited ones when valid, otherwise the last good ones."""
         with self._lock:
             now = digest(self.path)
+            if now != self._seen[0]:
+                self._seen = (now, time.monotonic())
             if now == self._digest and not force:
                 return self.rules
-            if self.rules is not None and not force and time.time() - newest_change(self.path) < SETTLE_SECONDS:
+            settling = self.rules is not None and not force
+            if settling and not self._settled():
                 return self.rules  # still being written: read it at the next refresh
-            self._digest = now
             result = check_rules(self.path)
+            if settling and (digest(self.path) != now or not self._settled()):
+                # Written to while it was read (the digest, the times and the validation each read
+                # the files): what was validated may be half of an edit. Read it once it settles.
+                return self.rules
+            self._digest = now
             if result.rules is None:
                 self.problems = tuple(str(p) for p in result.problems)
                 kept = self.rules.version if self.rules is not None else None
@@ -97,6 +113,14 @@ class RulesWatch:
                 log.info("rules.reloaded" if previous else "rules.loaded", path=str(self.path),
                          version=result.rules.version, previous=previous)
             return self.rules
+
+    def _settled(self) -> bool:
+        """Whether the edit last seen is done being written: its files were modified
+        SETTLE_SECONDS ago or more and, when one of them is empty, it has been seen unchanged
+        that long (a file being truncated shows its size 0 before its new modification time)."""
+        if time.time() - newest_change(self.path) < SETTLE_SECONDS:
+            return False
+        return not has_empty_file(self.path) or time.monotonic() - self._seen[1] >= SETTLE_SECONDS
 
     def status(self) -> RulesStatus:
         with self._lock:

@@ -44,14 +44,14 @@ from detente.connectors.base import BudgetExhausted
 from detente.cycle import StepResult, audit_step, digest_step, notify_step, pull_step, writeback_step
 from detente.daemon.endpoints import HttpServer, build_app, parse_listen
 from detente.daemon.lock import Leadership
-from detente.daemon.metrics import DaemonMetrics
+from detente.daemon.metrics import DaemonMetrics, budget_left
 from detente.daemon.rulewatch import RulesWatch
 from detente.errors import SettingsError
 from detente.logs import configure_logging, describe, get_logger, redactor
 from detente.pull import ObjectReport
 from detente.rules import Rules
 from detente.settings import Settings, load_settings
-from detente.status import interrupt_runs
+from detente.status import USAGE, interrupt_runs
 from detente.sync import configured
 
 log = get_logger("detente.daemon")
@@ -149,6 +149,8 @@ class Daemon:
         self._stopping = False
         self._running: dict[str, float] = {}
         self._last: dict[str, JobState] = {}
+        # Systems whose daily API quota the last pull found spent, and why (shown on /readyz).
+        self._quota_spent: dict[str, str] = {}
         self._intervals: dict[str, float | tuple[Any, ...]] = {}
         # The CRM connectors live from one pull to the next: one login, one describe per object.
         self._connectors: dict[str, Any] = {}
@@ -260,6 +262,7 @@ class Daemon:
             self._leading = True
         self._standby_noted = False
         self._last.clear()  # outcomes from an earlier term as leader say nothing about this one
+        self._quota_spent.clear()
         self.metrics.leader.set(1)
         log.info("leadership.acquired", lock=self._leadership.description,
                  seconds_since_start=round(time.monotonic() - self._started, 3))
@@ -294,6 +297,7 @@ class Daemon:
                 job.remove()
                 self._intervals.pop(job.id, None)
                 self._last.pop(job.id, None)
+                self._quota_spent.pop(job.id.removeprefix("pull-"), None)
                 log.info("job.removed", job=job.id)
         now = datetime.now(UTC)
         for job_id, (seconds, func) in wanted.items():
@@ -432,11 +436,31 @@ class Daemon:
 
         result = pull_step(self.engine, settings, now, systems=[system], on_page=on_page, rules=rules,
                            keep=self._connectors)
-        if result.outcome == "ok" and (result.counts.get(system) or {}).get("stopped"):
+        stopped = (result.counts.get(system) or {}).get("stopped")
+        if result.outcome == "ok" and stopped:
             result.outcome = "stopped"
+            result.error = result.error or stopped  # why, on /readyz and in job.finished
+        self._note_quota(system, settings, now, stopped)
         if (result.counts.get(system) or {}).get("changed"):
             self._soon("audit")  # speed to lead: what a pull brought in is audited right after it
         return result
+
+    def _note_quota(self, system: str, settings: Settings, now: datetime, stopped: str | None) -> None:
+        """Whether ``system`` has API calls left today, as the pull just recorded it (what
+        detente_api_budget_remaining says): none left, and its pulls stop at their first call
+        until the CRM frees calls (or detente's own calls_per_day starts afresh)."""
+        try:
+            with self.engine.connect() as conn:
+                usage = conn.execute(USAGE.select().where(USAGE.c.system == system,
+                                                          USAGE.c.day == now.date())).first()
+        except Exception as exc:  # bookkeeping for /readyz: the pull itself is done
+            log.warning("quota.unknown", system=system, error=describe(exc))
+            return
+        if budget_left(getattr(settings, system), usage) == 0:
+            self._quota_spent[system] = (f"{system}: the daily API quota is spent; its pulls resume by themselves "
+                                         "once calls are free again" + (f" ({stopped})" if stopped else ""))
+        else:
+            self._quota_spent.pop(system, None)
 
     def _audit(self, settings: Settings, rules: Rules, now: datetime) -> StepResult:
         result = audit_step(self.engine, rules, now)
@@ -505,6 +529,8 @@ class Daemon:
         for name, state in sorted(last.items()):
             if state.outcome == "failed":
                 reasons.append(f"the last {name} run failed: {state.error}")
+        if leading:
+            reasons.extend(reason for _, reason in sorted(dict(self._quota_spent).items()))
         body = {
             "status": "ready" if not reasons else "not ready",
             "role": "leader" if leading else "standby",
