@@ -106,6 +106,20 @@ def _result(row: dict[str, Any], o: Outcome | None, max_attempts: int, now: date
             "result_id": row.get("result_id")}
 
 
+def _newest_per_field(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows to send, keeping the last planned of several pending writes to one field (an
+    older one is still pending when a run died before recording it and a newer value was
+    planned since); and the keys of the older ones."""
+    last: dict[tuple[str, str, str | None, str | None], str] = {}
+    for r in rows:  # in planned order
+        if r["kind"] == "field":
+            last[(r["system"], r["object"], r["record_id"], r["field"])] = r["key"]
+    older = [r["key"] for r in rows if r["kind"] == "field"
+             and last[(r["system"], r["object"], r["record_id"], r["field"])] != r["key"]]
+    gone = set(older)
+    return [r for r in rows if r["key"] not in gone], older
+
+
 def apply_writes(engine: Engine, settings: Settings, senders: dict[str, Sender], now: datetime) -> Applied:
     """Send every pending write through ``senders`` (system -> send function) and record the results."""
     wb = settings.writeback
@@ -117,6 +131,12 @@ def apply_writes(engine: Engine, settings: Settings, senders: dict[str, Sender],
     if wb.dry_run or not rows:
         return result
     w = WRITES
+    rows, older = _newest_per_field(rows)
+    if older:  # one call would carry both values and the newer would win: say so, not "applied"
+        with engine.begin() as conn:
+            conn.execute(update(w).where(w.c.key.in_(older), w.c.state.in_(("planned", "sent"))).values(
+                state="skipped", error="superseded by a newer value for the same field before it was sent again"))
+        result.counts["skipped"] += len(older)
     for system in ("salesforce", "hubspot"):
         mine = [r for r in rows if r["system"] == system]
         if not mine:

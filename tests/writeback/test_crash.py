@@ -571,3 +571,32 @@ def test_a_task_about_a_lead_deleted_before_the_send_is_skipped(private: Sandbox
     assert row["error"].startswith("the record was deleted in the CRM") and "WhoId" in row["error"]
     assert counts.get("failed", 0) == 0 and counts.get("skipped", 0) >= 1
     assert not sf_tasks(sb) or task["task_key"] not in {t["Detente_Key__c"] for t in sf_tasks(sb)}
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_write_left_sent_by_a_kill_and_a_newer_value_since_sends_the_newer_alone(
+        private: Sandbox, store: Engine, rules: Rules) -> None:
+    """A run killed before it recorded a field write leaves it ``sent``; the next plan wants a
+    newer value for the same field. Sent together, the newer would win and both would read
+    applied; the older is recorded superseded instead (found by the crash harness: an outbox
+    row applied whose value the CRM never received)."""
+    sb = private
+    settings = settings_for(sb).model_copy(update={"writeback": WritebackSettings(enabled=True)})
+    plan_writes(store, rules, settings.writeback, datetime.now(UTC))
+    old = next(r for r in outbox(store) if r["kind"] == "field" and r["field"] == "Detente_Status__c"
+               and r["system"] == "salesforce")
+    newer = {**old, "key": old["key"] + "|newer", "value": "SLA Running",
+             "payload": {"Detente_Status__c": "SLA Running"}, "state": "planned", "attempts": 0,
+             "planned_at": datetime.now(UTC) + timedelta(seconds=1)}
+    with store.begin() as conn:
+        conn.execute(update(WRITES).where(WRITES.c.key == old["key"]).values(state="sent", attempts=1))
+        conn.execute(WRITES.insert().values(**newer))
+    mark = max((w["seq"] for w in sb.world.writes()), default=0)
+    counts, _, _ = _apply(store, settings)
+    rows = {r["key"]: r for r in outbox(store)}
+    assert rows[old["key"]]["state"] == "skipped" and "superseded" in rows[old["key"]]["error"]
+    assert rows[newer["key"]]["state"] == "applied" and counts["skipped"] == 1
+    assert crm_value(sb, rows[newer["key"]]) == "SLA Running"
+    sent = [w["fields"]["Detente_Status__c"] for w in sb.world.writes(mark)
+            if w["record_id"] == old["record_id"] and "Detente_Status__c" in (w["fields"] or {})]
+    assert sent == ["SLA Running"]
