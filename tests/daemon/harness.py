@@ -320,13 +320,13 @@ class Harness:
         r = self.report
         r.records_compared = len(want[0])
         r.people_compared = len(want[1])
-        for label, a, b in (("records", got[0], want[0]),):
-            missing, extra = sorted(set(b) - set(a)), sorted(set(a) - set(b))
-            differ = sorted(k for k in set(a) & set(b) if a[k] != b[k])
-            if missing or extra or differ:
-                r.problems.append(f"{label}: {len(missing)} missing (e.g. {missing[:3]}), {len(extra)} extra "
-                                  f"(e.g. {extra[:3]}), {len(differ)} differ (e.g. "
-                                  f"{[(k, a[k], b[k]) for k in differ[:2]]})")
+        a, b = got[0], want[0]
+        missing, extra = sorted(set(b) - set(a)), sorted(set(a) - set(b))
+        differ = sorted(k for k in set(a) & set(b) if a[k] != b[k])
+        if missing or extra or differ:
+            r.problems.append(f"records: {len(missing)} missing (e.g. {missing[:3]}), {len(extra)} extra "
+                              f"(e.g. {extra[:3]}), {len(differ)} differ "
+                              f"(e.g. {[(k, a[k], b[k]) for k in differ[:2]]})")
         if got[1] != want[1]:
             r.problems.append(f"people: {sorted(set(got[1]) ^ set(want[1]))[:5]} differ from a clean pull's")
         if got[2] != want[2]:

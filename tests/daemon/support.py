@@ -179,3 +179,14 @@ def count(engine: Engine, sql: str) -> int:
             return int(conn.execute(text(sql)).scalar() or 0)
     except Exception:
         return 0
+
+
+def contents(engine: Engine) -> tuple[set[tuple[str, str, str, bool]], int, int]:
+    """What a store holds, to compare with a clean pull: every raw record (deleted or not), the
+    people and their links to records."""
+    with engine.connect() as conn:
+        raw = {(r.system, r.object, r.record_id, bool(r.deleted)) for r in conn.execute(text(
+            "SELECT system, object, record_id, deleted FROM raw_records"))}
+        people = conn.execute(text("SELECT count(*) FROM people")).scalar_one()
+        links = conn.execute(text("SELECT count(*) FROM person_records")).scalar_one()
+    return raw, int(people), int(links)

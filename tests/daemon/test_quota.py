@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from detente.normalize.run import normalize
 from detente.sandbox.control import FaultProfile
 from detente.sandbox.server import Sandbox
 from detente.store.engine import create_schema, make_engine
 from detente.sync import sync
-from tests.daemon.support import Daemon, runs, sample, store, wait_until, write_settings
+from tests.daemon.support import Daemon, contents, runs, sample, store, wait_until, write_settings
 from tests.normalize.support import settings_for
 
 # A full pull of the demo world (100 people) makes 24 Salesforce calls (a describe and one page
@@ -41,15 +41,6 @@ assert hasattr(sf_http, "USAGE_FRESH_SECONDS"), "detente.connectors.sf_http.USAG
 sf_http.USAGE_FRESH_SECONDS = {RECHECK_SECONDS}
 print('{{"event": "test.quota_recheck", "seconds": {RECHECK_SECONDS}}}', file=sys.stderr, flush=True)
 """
-
-
-def _contents(engine: Engine) -> tuple[set[tuple[str, str, str, bool]], int, int]:
-    with engine.connect() as conn:
-        raw = {(r.system, r.object, r.record_id, bool(r.deleted)) for r in conn.execute(text(
-            "SELECT system, object, record_id, deleted FROM raw_records"))}
-        people = conn.execute(text("SELECT count(*) FROM people")).scalar_one()
-        links = conn.execute(text("SELECT count(*) FROM person_records")).scalar_one()
-    return raw, int(people), int(links)
 
 
 def _pulls(daemon: Daemon, outcome: str) -> list[dict[str, Any]]:
@@ -125,8 +116,8 @@ def test_a_spent_daily_quota_stops_the_pull_shows_on_readyz_and_the_next_day_res
     create_schema(clean)
     sync(clean, settings_for(world), now=datetime.now(UTC))
     normalize(clean, now=datetime.now(UTC))
-    reference = _contents(clean)
-    assert _contents(engine) == reference
+    reference = contents(clean)
+    assert contents(engine) == reference
     assert kept <= reference[0]
     assert {r[1] for r in reference[0] if r[0] == "salesforce"} > pulled  # the first pull really stopped midway
     clean.dispose()

@@ -11,25 +11,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
-
 from detente.normalize.run import normalize
 from detente.sandbox.control import FaultProfile
 from detente.sandbox.server import Sandbox
 from detente.store.engine import create_schema, make_engine
-from tests.daemon.support import Daemon, count, runs, store, wait_until, write_settings
+from tests.daemon.support import Daemon, contents, count, runs, store, wait_until, write_settings
 from tests.normalize.support import settings_for
 
 SHUTDOWN_SECONDS = 8
-
-
-def _contents(engine: Engine) -> tuple[set[tuple[str, str, str, bool]], int, int]:
-    with engine.connect() as conn:
-        raw = {(r.system, r.object, r.record_id, bool(r.deleted)) for r in conn.execute(text(
-            "SELECT system, object, record_id, deleted FROM raw_records"))}
-        people = conn.execute(text("SELECT count(*) FROM people")).scalar_one()
-        links = conn.execute(text("SELECT count(*) FROM person_records")).scalar_one()
-    return raw, int(people), int(links)
 
 
 def _finished_ok(job: str, event: dict[str, Any]) -> bool:
@@ -74,7 +63,7 @@ def test_sigterm_mid_pull_exits_0_in_time_and_the_next_start_resumes_without_los
     create_schema(clean)
     sync(clean, settings_for(world), now=datetime.now(UTC))
     normalize(clean, now=datetime.now(UTC))
-    resumed, reference = _contents(engine), _contents(clean)
+    resumed, reference = contents(engine), contents(clean)
     assert pulled_first < len(reference[0])  # the first run really stopped midway
     assert resumed == reference
     clean.dispose()
