@@ -38,6 +38,7 @@ PERIOD = "2026-10"
 INTS = {
     "person_stages": {"person_id": "people"},
     "person_clocks": {"person_id": "people"},
+    "person_metrics": {"person_id": "people"},
     "findings": {"person_id": "people", "opportunity_id": "opportunities"},
 }
 IDS = {"findings": ("key", "salesforce_id", "hubspot_id")}
@@ -49,8 +50,16 @@ def audited_base(size: int, seed: int, cache: Path) -> Path:
     from detente.rules import load_rules
     from detente.store.engine import create_schema, make_engine
 
+    from detente.store.migrate import current, head
+
     normalized = normalized_base(size, seed, cache)
     done = normalized.with_name("audited.db")
+    if done.exists():  # audited under an older schema: audit again
+        engine = make_engine(f"sqlite:///{done}")
+        stale = current(engine) != head()
+        engine.dispose()
+        if stale:
+            done.unlink()
     if not done.exists():
         partial = normalized.with_name("audited.partial.db")
         shutil.copyfile(normalized, partial)

@@ -28,6 +28,13 @@ What is counted, so that anyone can check a number by hand:
 - **trends**: the headline numbers against the previous period, and against the org's own
   baseline (mean and standard deviation of the six periods before); a deviation is reported in
   standard deviations, never against a fixed "good" value.
+- **the two views**: per stage, the cohort counted by HubSpot's labels, Salesforce's and the
+  definition, with the reasons they differ (``detente audit --counts``), from what the audit
+  last judged of each person (``person_metrics``).
+
+Like the stages and clocks, the counts across periods come from what the audit wrote
+(``person_metrics``: each live person's lead-value fields and whether they have an
+opportunity and reached MQL), so a year of people is counted from one index.
 """
 
 from __future__ import annotations
@@ -35,21 +42,24 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from statistics import mean, median, pstdev
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func, literal_column, select
+from sqlalchemy import ColumnElement, Connection, Engine, Float, and_, case, func, literal_column, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from detente.metrics.periods import goal_scale, kind_of, shift
-from detente.reconcile.counts import Counts, Period, count_stages, open_findings, read_cohort
+from detente.reconcile.counts import CohortPerson, Counts, Period, count_stages, open_findings
 from detente.reconcile.counts import to_json as counts_json
 from detente.reconcile.facts import instant, load_owners, raw_rows
 from detente.reconcile.labels import later_stages
 from detente.rules import checked as c
 from detente.rules.durations import Duration
-from detente.store.findings import FindingRow, PersonClock, PersonStage
+from detente.store.findings import FindingRow, PersonClock, PersonMetric, PersonStage
 from detente.store.tables import Campaign, Opportunity, Owner, Person
 
 PEOPLE = Person.__table__  # type: ignore[attr-defined]
@@ -58,6 +68,7 @@ CAMPAIGNS = Campaign.__table__  # type: ignore[attr-defined]
 OWNERS = Owner.__table__  # type: ignore[attr-defined]
 STAGES = PersonStage.__table__  # type: ignore[attr-defined]
 CLOCKS = PersonClock.__table__  # type: ignore[attr-defined]
+METRICS = PersonMetric.__table__  # type: ignore[attr-defined]
 FINDINGS = FindingRow.__table__  # type: ignore[attr-defined]
 
 DIMENSIONS = ("source", "channel", "offer", "campaign", "team", "owner")
@@ -92,10 +103,33 @@ def med(values: Sequence[float]) -> float | None:
     return round(median(values), 2) if values else None
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+class epoch(ColumnElement[float]):
+    """Seconds since 1970 of a stored instant, computed by the database (the hot reads compare
+    and subtract instants; parsing a hundred thousand timestamps in Python costs more)."""
+
+    inherit_cache = True
+    type = Float()
+
+    def __init__(self, column: Any) -> None:
+        self.column = column
+
+
+@compiles(epoch, "sqlite")
+def _epoch_sqlite(element: epoch, compiler: Any, **kw: Any) -> str:
+    # SQLite keeps UTC instants as text; julianday() reads them to the microsecond.
+    return f"((julianday({compiler.process(element.column, **kw)}) - 2440587.5) * 86400.0)"
+
+
+@compiles(epoch)
+def _epoch_default(element: epoch, compiler: Any, **kw: Any) -> str:
+    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.column, **kw)}) AS DOUBLE PRECISION)"
+
+
+def live_clock() -> Any:
+    """Clocks of people not deleted. The deleted people are few: SQLite and PostgreSQL look
+    each clock's person up in that small set far faster than in all of ``people``."""
+    p = PEOPLE
+    return CLOCKS.c.person_id.not_in(select(p.c.id).where(p.c.deleted.is_(True)))
 
 
 # -- what is read ------------------------------------------------------------------------------
@@ -123,8 +157,6 @@ class Deal:
     amount: float
     is_closed: bool
     is_won: bool
-    created_at: datetime | None
-    closed_at: datetime | None
 
 
 class Store:
@@ -137,17 +169,17 @@ class Store:
         self.owner_team = {o.id: o.team or NONE for o in owners.values()}
         self.campaigns = {r.id: r for r in conn.execute(select(CAMPAIGNS))}
 
-    def group_columns(self) -> list[Any]:
+    def group_columns(self, table: Any = PEOPLE) -> list[Any]:
         """SQL for the lead-value group of a person (``goals.lead_value.by``): columns of the
-        person, or the campaign's name."""
+        person (in ``people`` or ``person_metrics``), or the campaign's name."""
         cols = []
         for name in self.by:
             if name == "campaign":
                 c_ = CAMPAIGNS
-                cols.append(func.coalesce(select(c_.c.name).where(c_.c.id == PEOPLE.c.campaign_id)
+                cols.append(func.coalesce(select(c_.c.name).where(c_.c.id == table.c.campaign_id)
                                           .scalar_subquery(), NONE))
-            elif name in PEOPLE.c:
-                cols.append(func.coalesce(PEOPLE.c[name], NONE))
+            elif name in VALUE_FIELDS:
+                cols.append(func.coalesce(table.c[name], NONE))
             else:
                 raise ValueError(f"goals.lead_value.by: the metrics group lead value by fields people carry "
                                  f"({', '.join(VALUE_FIELDS)}); '{name}' is not one of them")
@@ -168,36 +200,35 @@ class Store:
         p = PEOPLE
         return list(self._who(and_(p.c.deleted.is_(False), p.c.created_at >= start, p.c.created_at < end)))
 
-    def stages(self, start: datetime, end: datetime) -> dict[int, dict[str, tuple[datetime | None, bool]]]:
-        """Per person created in [start, end): stage -> (entered, current)."""
+    def stages(self, start: datetime, end: datetime) -> dict[int, dict[str, tuple[float | None, bool]]]:
+        """Per person created in [start, end): stage -> (entered, in seconds since the epoch; current)."""
         s_, p = STAGES, PEOPLE
-        stmt = select(s_.c.person_id, s_.c.stage, s_.c.entered_at, s_.c.is_current) \
+        stmt = select(s_.c.person_id, s_.c.stage, epoch(s_.c.entered_at), s_.c.is_current) \
             .join(p, p.c.id == s_.c.person_id) \
             .where(p.c.deleted.is_(False), p.c.created_at >= start, p.c.created_at < end)
-        out: dict[int, dict[str, tuple[datetime | None, bool]]] = defaultdict(dict)
+        out: dict[int, dict[str, tuple[float | None, bool]]] = defaultdict(dict)
         for pid, stage, entered, current in raw_rows(self.conn, stmt):
-            out[pid][stage] = (instant(entered) if entered is not None else None, bool(current))
+            out[pid][stage] = (entered, bool(current))
         return out
 
     def deals(self, *, people_from: tuple[datetime, datetime] | None = None,
               closed_in: tuple[datetime, datetime] | None = None) -> list[Deal]:
         o, p = OPPS, PEOPLE
-        stmt = select(o.c.person_id, o.c.amount, o.c.is_closed, o.c.is_won, o.c.created_at, o.c.closed_at) \
-            .where(o.c.deleted.is_(False))
+        stmt = select(o.c.person_id, o.c.amount, o.c.is_closed, o.c.is_won).where(o.c.deleted.is_(False))
         if people_from is not None:
             stmt = stmt.join(p, p.c.id == o.c.person_id).where(
                 p.c.deleted.is_(False), p.c.created_at >= people_from[0], p.c.created_at < people_from[1])
         if closed_in is not None:
             stmt = stmt.where(o.c.is_closed.is_(True), o.c.closed_at >= closed_in[0], o.c.closed_at < closed_in[1])
-        return [Deal(r.person_id, float(r.amount or 0), bool(r.is_closed), bool(r.is_won), _aware(r.created_at),
-                     _aware(r.closed_at)) for r in self.conn.execute(stmt)]
+        return [Deal(pid, float(amount or 0), bool(is_closed), bool(is_won))
+                for pid, amount, is_closed, is_won in raw_rows(self.conn, stmt)]
 
     def clocks(self, start: datetime, end: datetime) -> list[Any]:
+        """The clocks started in [start, end) of people not deleted."""
         k = CLOCKS
-        stmt = select(k.c.person_id, k.c.sla, k.c.team, k.c.owner_email, k.c.started_at, k.c.outcome, k.c.hours) \
-            .join(PEOPLE, PEOPLE.c.id == k.c.person_id) \
-            .where(PEOPLE.c.deleted.is_(False), k.c.started_at >= start, k.c.started_at < end)
-        return list(self.conn.execute(stmt))
+        stmt = select(k.c.person_id, k.c.sla, k.c.team, k.c.owner_email, k.c.outcome, k.c.hours) \
+            .where(live_clock(), k.c.started_at >= start, k.c.started_at < end)
+        return list(raw_rows(self.conn, stmt))
 
     def dims_of(self, person_ids: Iterable[int]) -> dict[int, Who]:
         """Slicing values of people outside a cohort (clocks started in the period)."""
@@ -269,25 +300,25 @@ class Context:
         return tuple(self.rules.stages)
 
 
-def funnel(ctx: Context, cohort: Sequence[Who], stages: Mapping[int, Mapping[str, tuple[datetime | None, bool]]],
+def funnel(ctx: Context, cohort: Sequence[Who], stages: Mapping[int, Mapping[str, tuple[float | None, bool]]],
            deals: Sequence[Deal]) -> dict[str, Any]:
     ids = {w.id for w in cohort}
     reached: Counter[str] = Counter()
     at: Counter[str] = Counter()
     days: dict[str, list[float]] = defaultdict(list)
-    for pid in ids:  # one pass over each person's few stages
-        mine = stages.get(pid)
-        if not mine:
+    after = {name: ctx.after.get(name, frozenset()) for name in ctx.rules.stages}
+    for pid, mine in stages.items():  # one pass over each person's few stages
+        if pid not in ids:
             continue
         for name, (entered, current) in mine.items():
             reached[name] += 1
             at[name] += current
             if entered is None:
                 continue
-            later = ctx.after.get(name, frozenset())
+            later = after.get(name, frozenset())
             nexts = [t for s, (t, _) in mine.items() if t is not None and s in later]
-            if nexts and min(nexts) >= entered:
-                days[name].append((min(nexts) - entered).total_seconds() / 86400)
+            if nexts and (first := min(nexts)) >= entered:
+                days[name].append((first - entered) / 86400)
     rows = []
     for name, stage in ctx.rules.stages.items():
         previous = stage.after[0] if stage.after else None
@@ -358,31 +389,29 @@ def tally(store: Store, ctx: Context, periods: Sequence[Period]) -> Tally:
     def windowed(column: Any) -> Any:
         return case((column >= start, 1), else_=0)
 
-    p, o, s_ = PEOPLE, OPPS, STAGES
-    groups = store.group_columns()
+    p, o, m = PEOPLE, OPPS, METRICS
+    # The live people, each with whether they have an opportunity and reached MQL, as the
+    # audit copied them (person_metrics): one index read for a year of people.
+    groups = store.group_columns(m)
     width = len(groups)
-    live = and_(p.c.deleted.is_(False), p.c.created_at >= lo, p.c.created_at < hi)
-    # The people who have an opportunity and those who reached MQL are found from the (smaller)
-    # opportunities and stages and joined to their person, not probed for each person.
-    with_opp = select(o.c.person_id).where(o.c.deleted.is_(False), o.c.person_id.is_not(None)).distinct() \
-        .subquery("with_opp")
-    mql = select(s_.c.person_id).where(s_.c.stage == "mql").subquery("mql")
+
+    def flagged(*flags: Any) -> Any:
+        return func.sum(case((and_(*(f.is_(True) for f in flags)), 1), else_=0))
+
+    # GROUP BY ordinals: PostgreSQL does not see two renderings of the bucket as one expression.
+    stmt = select(bucket(m.c.created_at), windowed(m.c.created_at), *groups, func.count(),
+                  flagged(m.c.has_opportunity), flagged(m.c.mql), flagged(m.c.mql, m.c.has_opportunity)) \
+        .where(m.c.created_at >= lo, m.c.created_at < hi).group_by(*ordinals(*range(1, 3 + width)))
     people: dict[tuple[int, bool, tuple[str, ...]], list[int]] = {}
-    parts = [p, p.join(with_opp, with_opp.c.person_id == p.c.id), p.join(mql, mql.c.person_id == p.c.id),
-             p.join(mql, mql.c.person_id == p.c.id).join(with_opp, with_opp.c.person_id == p.c.id)]
-    for i, source in enumerate(parts):  # leads, with an opportunity, MQLs, MQLs with an opportunity
-        # GROUP BY ordinals: PostgreSQL does not see two renderings of the bucket as one expression.
-        stmt = select(bucket(p.c.created_at), windowed(p.c.created_at), *groups, func.count()) \
-            .select_from(source).where(live).group_by(*ordinals(*range(1, 3 + width)))
-        for row in raw_rows(store.conn, stmt):
-            key = (int(row[0]), bool(row[1]), tuple(str(x) for x in row[2:2 + width]))
-            people.setdefault(key, [0, 0, 0, 0])[i] = int(row[-1] or 0)
+    for row in raw_rows(store.conn, stmt):
+        key = (int(row[0]), bool(row[1]), tuple(str(x) for x in row[2:2 + width]))
+        people[key] = [int(x or 0) for x in row[2 + width:]]
     won = o.c.is_won.is_(True)
-    stmt = select(bucket(o.c.closed_at), windowed(o.c.closed_at), *groups, func.count(),
+    stmt = select(bucket(o.c.closed_at), windowed(o.c.closed_at), *store.group_columns(p), func.count(),
                   func.sum(case((won, 1), else_=0)), func.sum(case((won, o.c.amount), else_=0))) \
         .select_from(o.outerjoin(p, p.c.id == o.c.person_id)) \
         .where(o.c.deleted.is_(False), o.c.is_closed.is_(True), o.c.closed_at >= lo, o.c.closed_at < hi) \
-        .group_by(*ordinals(*range(1, 3 + len(groups))))
+        .group_by(*ordinals(*range(1, 3 + width)))
     closed: dict[tuple[int, bool, tuple[str, ...]], list[float]] = {}
     for row in raw_rows(store.conn, stmt):
         key = (int(row[0]), bool(row[1]), tuple(NONE if x is None else str(x) for x in row[2:2 + width]))
@@ -580,12 +609,12 @@ def headlines(store: Store, ctx: Context, periods: Sequence[Period], t: Tally, h
         if b >= 0:
             closed[b] = [closed[b][0] + n_closed, closed[b][1] + won, closed[b][2] + amount]
     lo, hi = periods[-1].start, periods[0].end
-    p, k = PEOPLE, CLOCKS
+    k = CLOCKS
     bucket = case(*[(and_(k.c.started_at >= x.start, k.c.started_at < x.end), i) for i, x in enumerate(periods)],
                   else_=-1)
     clocks: list[Counter[tuple[str, str]]] = [Counter() for _ in periods]
-    stmt = select(bucket, k.c.sla, k.c.outcome, func.count()).join(p, p.c.id == k.c.person_id) \
-        .where(p.c.deleted.is_(False), k.c.started_at >= lo, k.c.started_at < hi).group_by(*ordinals(1, 2, 3))
+    stmt = select(bucket, k.c.sla, k.c.outcome, func.count()) \
+        .where(live_clock(), k.c.started_at >= lo, k.c.started_at < hi).group_by(*ordinals(1, 2, 3))
     for b, sla, outcome, n in raw_rows(store.conn, stmt):
         if b >= 0:
             clocks[b][(sla, outcome)] += n
@@ -647,47 +676,111 @@ def breaches_by_owner(counts: Mapping[tuple[str | None, str | None], int],
 # -- the report ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OverTime:
+    """The half of a report that reads across periods: the tally, the lead-value history, the
+    headline numbers per period, cost and the open findings."""
+
+    history: History
+    headlines: list[dict[str, Any]]
+    cost: dict[str, Any]
+    breaches: list[dict[str, Any]]
+    open_counts: dict[str, int]
+    breach_counts: list[dict[str, Any]]
+    reconciliation: dict[str, Any] | None
+
+
+def over_time(engine: Engine, ctx: Context, period: Period, periods: Sequence[Period], now: datetime,
+              reconciliation: bool) -> OverTime:
+    with engine.connect() as conn:
+        store = Store(conn, ctx.rules, now, ctx.goals.lead_value.by)
+        tallied = tally(store, ctx, periods)
+        h = history(ctx, tallied, period.end)
+        heads = headlines(store, ctx, periods, tallied, h)
+        spend = cost(store, period)
+        breaches = breaches_by_owner(*store.open_breaches(BREACHES_PER_OWNER))
+        fr = FINDINGS
+        two_views = None
+        if reconciliation:
+            p = PEOPLE
+            finding_rows = [dict(r._mapping) for r in conn.execute(
+                select(fr.c.person_id, fr.c.kind, fr.c.rule, fr.c.status).join(p, p.c.id == fr.c.person_id)
+                .where(fr.c.status == "open", p.c.created_at >= period.start, p.c.created_at < period.end))]
+            people = judged_cohort(conn, period)
+            two_views = counts_json(Counts(period, now, ctx.rules.version, len(people),
+                                           tuple(count_stages(ctx.rules, people, open_findings(finding_rows)))))
+        open_counts = {r[0]: int(r[1]) for r in conn.execute(
+            select(fr.c.kind, func.count()).where(fr.c.status == "open").group_by(fr.c.kind))}
+        breach_counts = [{"sla": r[0], "team": r[1], "open": int(r[2])} for r in conn.execute(
+            select(fr.c.rule, fr.c.team, func.count()).where(fr.c.status == "open", fr.c.kind == "sla",
+                                                             fr.c.state == "breached")
+            .group_by(fr.c.rule, fr.c.team).order_by(func.count().desc(), fr.c.rule, fr.c.team))]
+    return OverTime(h, heads, spend, breaches, open_counts, breach_counts, two_views)
+
+
+def judged_cohort(conn: Connection, period: Period) -> list[CohortPerson]:
+    """The period's cohort with the stages the audit last found their definitions hold and
+    each CRM labels (``person_metrics``), for the reconciliation of the two views."""
+    p, m = PEOPLE, METRICS
+    stmt = select(p.c.id, p.c.salesforce_lead_id, p.c.hubspot_contact_id, m.c.definitions,
+                  m.c.salesforce_labels, m.c.hubspot_labels) \
+        .join(m, m.c.person_id == p.c.id) \
+        .where(p.c.deleted.is_(False), p.c.created_at >= period.start, p.c.created_at < period.end) \
+        .order_by(p.c.id)
+    out = []
+    sets: dict[str, frozenset[str]] = {}  # a few distinct stage sets are shared by many people
+    for pid, lead_id, contact_id, defined, salesforce, hubspot in raw_rows(conn, stmt):
+        names = [sets.get(x) or sets.setdefault(x, frozenset(x.split())) for x in (defined, salesforce, hubspot)]
+        out.append(CohortPerson(pid, lead_id, contact_id, names[0], {"salesforce": names[1], "hubspot": names[2]}))
+    return out
+
+
+def side_by_side(engine: Engine) -> bool:
+    """Whether a second connection, on another thread, reads the same store: not for an
+    in-memory SQLite database, whose pool gives each thread its own (or shares one connection)."""
+    return not isinstance(engine.pool, (StaticPool, SingletonThreadPool))
+
+
 def report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by: str | None = None,
            reconciliation: bool = True) -> dict[str, Any]:
-    """Every metric of ``period`` as one JSON-ready dict (``detente report --format json``)."""
+    """Every metric of ``period`` as one JSON-ready dict (``detente report --format json``).
+
+    The reads across periods (``over_time``) run on a second connection while this thread
+    reads and counts the period's cohort: on SQLite and PostgreSQL alike the database works
+    on one while Python works on the other. Both read the store as it was when they began;
+    the daemon runs the report between audits, so they see the same audit."""
     if by is not None and by not in DIMENSIONS:
         raise ValueError(f"cannot slice by {by!r}; expected one of {', '.join(DIMENSIONS)}")
     ctx = Context(rules, _implied(rules), later_stages(rules))
     goals = ctx.goals
     scale = goal_scale(goals.period, period)
-    with engine.connect() as conn:
-        store = Store(conn, rules, now, goals.lead_value.by)
-        cohort = store.people(period.start, period.end)
-        stages = store.stages(period.start, period.end)
-        cohort_deals = store.deals(people_from=(period.start, period.end))
-        closed = store.deals(closed_in=(period.start, period.end))
-        clocks = store.clocks(period.start, period.end)
-        periods = [shift(period, n) for n in range(0, 2 + BASELINE_PERIODS)]
-        tallied = tally(store, ctx, periods)
-        h = history(ctx, tallied, period.end)
-        dims = store.dims_of(r.person_id for r in clocks) if by is not None else {}
+    periods = [shift(period, n) for n in range(0, 2 + BASELINE_PERIODS)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as pool:
+        if side_by_side(engine):
+            pending = pool.submit(over_time, engine, ctx, period, periods, now, reconciliation)
+        with engine.connect() as conn:
+            store = Store(conn, rules, now, goals.lead_value.by)
+            cohort = store.people(period.start, period.end)
+            stages = store.stages(period.start, period.end)
+            cohort_deals = store.deals(people_from=(period.start, period.end))
+            closed = store.deals(closed_in=(period.start, period.end))
+            clocks = store.clocks(period.start, period.end)
+            dims = store.dims_of(r.person_id for r in clocks) if by is not None else {}
         f = funnel(ctx, cohort, stages, cohort_deals)
         money_in = bookings(closed)
         slas = sla_section(ctx, clocks)
         kinds = slas_by_kind(ctx, slas)
-        value_by = goals.lead_value.by
-        delivered = sum(ctx.value(h, w) for w in cohort)
+        by_team = per_team_and_owner(ctx, clocks)
         mqls = [w for w in cohort if "mql" in stages.get(w.id, {})]
-        mql_value = sum(ctx.value(h, w) for w in mqls)
-        goal_numbers = implied(goals, h, scale)
-        current, previous, *baseline = headlines(store, ctx, periods, tallied, h)
-        spend = cost(store, period)
-        breaches = breaches_by_owner(*store.open_breaches(BREACHES_PER_OWNER))
-        finding_rows = [dict(r._mapping) for r in conn.execute(
-            select(FINDINGS.c.person_id, FINDINGS.c.kind, FINDINGS.c.rule, FINDINGS.c.status)
-            .where(FINDINGS.c.status == "open"))] if reconciliation else []
-        open_counts = {r[0]: int(r[1]) for r in conn.execute(
-            select(FINDINGS.c.kind, func.count()).where(FINDINGS.c.status == "open").group_by(FINDINGS.c.kind))}
-        fr = FINDINGS
-        breach_counts = [{"sla": r[0], "team": r[1], "open": int(r[2])} for r in conn.execute(
-            select(fr.c.rule, fr.c.team, func.count()).where(fr.c.status == "open", fr.c.kind == "sla",
-                                                             fr.c.state == "breached")
-            .group_by(fr.c.rule, fr.c.team).order_by(func.count().desc(), fr.c.rule, fr.c.team))]
+        later = pending.result() if side_by_side(engine) else \
+            over_time(engine, ctx, period, periods, now, reconciliation)
+    h = later.history
+    value_by = goals.lead_value.by
+    delivered = sum(ctx.value(h, w) for w in cohort)
+    mql_value = sum(ctx.value(h, w) for w in mqls)
+    goal_numbers = implied(goals, h, scale)
+    current, previous, *baseline = later.headlines
+    spend = later.cost
     out: dict[str, Any] = {
         "period": {"label": period.label, "kind": kind_of(period), "start": iso(period.start), "end": iso(period.end)},
         "previous_period": shift(period, 1).label, "as_of": iso(now), "rules_version": rules.version,
@@ -705,24 +798,21 @@ def report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by:
         "sales_sla": {"first_touch": kinds.get("first_touch"), "outcome": kinds.get("outcome"),
                       "worked": (kinds.get("first_touch") or {}).get("stopped"),
                       "disqualified": disqualified(ctx, cohort, stages)},
-        "slas": slas, "sla_by_team_and_owner": per_team_and_owner(ctx, clocks),
+        "slas": slas, "sla_by_team_and_owner": by_team,
         "cost": spend,
         "indicators": {
             "leading": {"contact_rate": (kinds.get("first_touch") or {}).get("stopped"),
                         "qualification_rate": _qualification(f)},
             "lagging": {"bookings": money_in["bookings"], "cost_per_order": spend["cost_per_order"]}},
         "trends": trends(current, previous, baseline),
-        "open_findings": dict(sorted(open_counts.items())),
-        "breaches_by_sla": breach_counts,
-        "breaches_by_owner": breaches,
+        "open_findings": dict(sorted(later.open_counts.items())),
+        "breaches_by_sla": later.breach_counts,
+        "breaches_by_owner": later.breaches,
     }
     if by is not None:
         out["groups"] = groups(ctx, by, cohort, stages, cohort_deals, clocks, dims, h)
-    if reconciliation:
-        people = read_cohort(engine, rules, period, now)
-        counted = Counts(period, now, rules.version, len(people),
-                         tuple(count_stages(rules, people, open_findings(finding_rows))))
-        out["reconciliation"] = counts_json(counted)
+    if later.reconciliation is not None:
+        out["reconciliation"] = later.reconciliation
     return out
 
 

@@ -186,9 +186,8 @@ class Counts:
     stages: tuple[StageCount, ...]
 
 
-def _line(reasons: Sequence[str]) -> Line:
-    counted = Counter(reasons)
-    return Line(len(reasons), tuple(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))))
+def _line(counted: Counter[str]) -> Line:
+    return Line(sum(counted.values()), tuple(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))))
 
 
 def _finding_reason(found: Sequence[OpenFinding], line: str, at: frozenset[str]) -> str | None:
@@ -263,27 +262,38 @@ def count_stages(rules: c.Rules, cohort: Sequence[CohortPerson],
     """The three counts and four reconciliation lines of every stage, in funnel order."""
     after = later_stages(rules)
     why = _Reasons(rules, findings)
+    # People whom every count and reason sees alike (same definitions, labels, missing
+    # records and open findings) are judged once and counted by their number.
+    alike: Counter[tuple[Any, ...]] = Counter()
+    one_of: dict[tuple[Any, ...], CohortPerson] = {}
+    for person in cohort:
+        key = (person.definitions, person.labels.get(HS, frozenset()), person.labels.get(SF, frozenset()),
+               person.salesforce_lead_id is None, person.hubspot_contact_id is None,
+               tuple(findings.get(person.id, ())))
+        alike[key] += 1
+        one_of.setdefault(key, person)
     out = []
     for name, stage in rules.stages.items():
         at = frozenset({name}) | after[name]
-        hs_only: list[str] = []
-        sf_only: list[str] = []
-        def_only: list[str] = []
-        label_only: list[str] = []
+        hs_only: Counter[str] = Counter()
+        sf_only: Counter[str] = Counter()
+        def_only: Counter[str] = Counter()
+        label_only: Counter[str] = Counter()
         hs_n = sf_n = def_n = 0
-        for person in cohort:
-            hs = bool(person.labels.get(HS, frozenset()) & at)
-            sf = bool(person.labels.get(SF, frozenset()) & at)
-            defined = bool(person.definitions & at)
-            hs_n, sf_n, def_n = hs_n + hs, sf_n + sf, def_n + defined
+        for key, n in alike.items():
+            person = one_of[key]
+            hs = bool(key[1] & at)
+            sf = bool(key[2] & at)
+            defined = bool(key[0] & at)
+            hs_n, sf_n, def_n = hs_n + hs * n, sf_n + sf * n, def_n + defined * n
             if hs and not sf:
-                hs_only.append(why.one_side(person, name, at, HS, SF))
+                hs_only[why.one_side(person, name, at, HS, SF)] += n
             if sf and not hs:
-                sf_only.append(why.one_side(person, name, at, SF, HS))
+                sf_only[why.one_side(person, name, at, SF, HS)] += n
             if defined and not (hs or sf):
-                def_only.append(why.definition_only(person, name, at))
+                def_only[why.definition_only(person, name, at)] += n
             if (hs or sf) and not defined:
-                label_only.append(why.label_only(person, at))
+                label_only[why.label_only(person, at)] += n
         out.append(StageCount(name, hs_n, sf_n, def_n, HS in stage.labels, SF in stage.labels, _line(hs_only),
                               _line(sf_only), _line(def_only), _line(label_only)))
     return out

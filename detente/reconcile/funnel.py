@@ -16,18 +16,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, delete, exists, insert, select
 
 from detente.calendars import BusinessCalendar
-from detente.reconcile.facts import Facts
+from detente.reconcile.facts import Facts, PersonFact
 from detente.reconcile.labels import later_stages
 from detente.reconcile.model import SLA, Finding
 from detente.reconcile.sla import PersonClocks, label_index
 from detente.rules import checked as c
-from detente.store.findings import PersonClock, PersonStage
+from detente.store.findings import PersonClock, PersonMetric, PersonStage
+from detente.store.tables import Opportunity, Person
 
 STAGES = PersonStage.__table__  # type: ignore[attr-defined]
 CLOCKS = PersonClock.__table__  # type: ignore[attr-defined]
+METRICS = PersonMetric.__table__  # type: ignore[attr-defined]
+PEOPLE = Person.__table__  # type: ignore[attr-defined]
+OPPS = Opportunity.__table__  # type: ignore[attr-defined]
+SYSTEMS = ("salesforce", "hubspot")
+# What person_metrics copies from people.
+COPIED = ("created_at", "source", "channel", "offer", "campaign_id", "country", "email_domain", "company", "title")
 
 
 def implied_stages(rules: c.Rules) -> dict[str, frozenset[str]]:
@@ -125,13 +132,35 @@ def clock_rows(found: Iterable[Finding], clock_time: ClockTime) -> list[dict[str
 
 
 def save(conn: Connection, person_ids: Sequence[int], stages: list[dict[str, Any]],
-         clocks: list[dict[str, Any]]) -> None:
-    """Replace the stages and clocks of ``person_ids``."""
+         clocks: list[dict[str, Any]], people: Mapping[int, PersonFact]) -> None:
+    """Replace the stages, clocks and metrics rows of ``person_ids``; a metrics row is the
+    live person's copied fields, opportunity and MQL flags, and what ``people`` (the audit's
+    evaluation) says of their stages."""
     for start in range(0, len(person_ids), 5_000):
         part = person_ids[start:start + 5_000]
-        conn.execute(delete(STAGES).where(STAGES.c.person_id.in_(part)))
-        conn.execute(delete(CLOCKS).where(CLOCKS.c.person_id.in_(part)))
+        for table in (STAGES, CLOCKS, METRICS):
+            conn.execute(delete(table).where(table.c.person_id.in_(part)))
     if stages:
         conn.execute(insert(STAGES), stages)
     if clocks:
         conn.execute(insert(CLOCKS), clocks)
+    p, o, s_ = PEOPLE, OPPS, STAGES
+    has_opportunity = exists().where(o.c.person_id == p.c.id, o.c.deleted.is_(False))
+    mql = exists().where(s_.c.person_id == p.c.id, s_.c.stage == "mql")
+    for start in range(0, len(person_ids), 5_000):
+        part = person_ids[start:start + 5_000]
+        stmt = select(p.c.id, *(p.c[name] for name in COPIED), has_opportunity, mql) \
+            .where(p.c.id.in_(part), p.c.deleted.is_(False))
+        rows = [{"person_id": r[0], **dict(zip(COPIED, r[1:-2], strict=True)), "has_opportunity": bool(r[-2]),
+                 "mql": bool(r[-1]), **judged(people.get(r[0]))} for r in conn.execute(stmt)]
+        if rows:
+            conn.execute(insert(METRICS), rows)
+
+
+def judged(person: PersonFact | None) -> dict[str, str]:
+    """The stages whose definitions hold for ``person`` and the stages each CRM labels, as
+    space-separated names (stage names are identifiers)."""
+    if person is None:
+        return {"definitions": "", **{f"{system}_labels": "" for system in SYSTEMS}}
+    return {"definitions": " ".join(sorted(person.definitions)),
+            **{f"{system}_labels": " ".join(sorted(person.labels.get(system, ()))) for system in SYSTEMS}}

@@ -201,7 +201,8 @@ def reconcile(engine: Engine, rules: c.Rules, now: datetime, *, full: bool = Fal
             counts.update(apply(conn, plan(found, stored, now, rules.version)))
             _save_wakes(conn, part, facts.wake)
             # What the metrics read: the stages reached and every clock, met ones included.
-            funnel.save(conn, part, funnel.stage_rows(facts, rules, implied), funnel.clock_rows(found, clock_time))
+            funnel.save(conn, part, funnel.stage_rows(facts, rules, implied), funnel.clock_rows(found, clock_time),
+                        facts.people)
     found = _shared_checks(engine, rules, now, owners)
     with engine.begin() as conn:
         counts.update(apply(conn, plan(found, _shared_findings(conn, [f.key for f in found]), now, rules.version)))

@@ -110,6 +110,38 @@ class PersonStage(SQLModel, table=True):
     is_current: bool = False
 
 
+class PersonMetric(SQLModel, table=True):
+    """One live person as the metrics count them, written by the audit beside the stages.
+
+    A narrow copy of what the period tallies group by (the lead-value fields), with whether
+    the person has an opportunity and reached MQL: a year of people is then counted from one
+    index, not by looking each person up in the stages and the opportunities. With what the
+    audit's evaluation said of the person, for the report's reconciliation of the two views:
+    the stages whose definition holds and the stages each CRM labels (stage names, space
+    separated).
+    """
+
+    __tablename__ = "person_metrics"
+    __table_args__ = (Index("person_metrics_cohort", "created_at", "source", "offer", "channel", "campaign_id",
+                            "has_opportunity", "mql"),)
+
+    person_id: int = Field(primary_key=True)
+    created_at: datetime | None = _ts(default=None)
+    source: str | None = None
+    channel: str | None = None
+    offer: str | None = None
+    campaign_id: int | None = None
+    country: str | None = None
+    email_domain: str | None = Field(default=None, max_length=255)
+    company: str | None = None
+    title: str | None = None
+    has_opportunity: bool = False
+    mql: bool = False
+    definitions: str = ""
+    salesforce_labels: str = ""
+    hubspot_labels: str = ""
+
+
 class PersonClock(SQLModel, table=True):
     """One started SLA clock of one person, whatever its state (met clocks included)."""
 

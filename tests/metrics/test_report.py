@@ -365,3 +365,22 @@ def test_the_funnel_s_last_stages_are_the_people_with_open_and_won_opportunities
     assert stages["opportunity"]["reached"] == len(won | open_)
     assert stages["customer"]["conversion"] == rate(len(won), len(won | open_))
     assert stages["inquiry"]["reached"] == len(cohort)  # everyone has an email here
+
+
+@pytest.mark.parametrize("label", PERIODS)
+def test_the_two_views_are_the_audits_counts(audited: World, rules: Rules, reports: dict[str, Any],
+                                             label: str) -> None:
+    """The report reconciles the two views from what the audit stored of each person
+    (person_metrics); ``detente audit --counts`` evaluates the cohort afresh: the same
+    counts and reasons when nothing changed since the audit."""
+    from detente.reconcile.counts import Counts, count_stages, open_findings, read_cohort
+    from detente.reconcile.counts import to_json as counts_json
+    from detente.reconcile.ledger import stored_findings
+
+    period = period_of(label, NOW)
+    people = read_cohort(audited.engine, rules, period, NOW)
+    with audited.engine.connect() as conn:
+        found = open_findings(stored_findings(conn).values())
+    fresh = counts_json(Counts(period, NOW, rules.version, len(people), tuple(count_stages(rules, people, found))))
+    assert reports[label]["reconciliation"] == fresh
+    assert fresh["cohort"] > 0 and any(s["definition"] for s in fresh["stages"])
