@@ -10,6 +10,7 @@ on; there is no JavaScript and nothing is fetched from elsewhere. Reports are ca
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -145,22 +146,34 @@ class Dashboard:
         except ValueError as exc:
             raise BadRequest(f"period: {exc}") from None
 
-    def report(self, rules: Rules, period: Period, by: str | None, as_of: datetime | None) -> dict[str, Any]:
+    def report(self, rules: Rules, period: Period, by: str | None, as_of: datetime | None,
+               max_age: float | None = None) -> dict[str, Any]:
         """The report of ``period``: kept from an earlier load while the store's audit stamp holds."""
         fixed = as_of or self.as_of
         key = ReportKey(period.label, by, fixed, rules.version, audit_stamp(self.engine))
-        return self.cache.get(key, lambda: report(self.engine, rules, period, fixed or self.now(), by=by))
+        return self.cache.get(key, lambda: report(self.engine, rules, period, fixed or self.now(), by=by), max_age)
 
     def warm(self) -> dict[str, Any]:
-        """Compute the default page's report now (the daemon does after each audit), so the next
-        load of the dashboard finds it in the cache."""
+        """Compute the default page's report (the daemon does after each audit, ``detente serve``
+        at start and then every little while) unless the cache holds one less than half its
+        age old, so a load of the dashboard finds it in the cache and never waits."""
         rules = self._rules()
         if rules is None:
             return {"warmed": 0, "why": "no valid rules"}
         period = self.period(rules, None, self.moment(None))
         started = time.monotonic()
-        self.report(rules, period, DEFAULT_BY, None)
+        self.report(rules, period, DEFAULT_BY, None, max_age=self.cache.max_age / 2)
         return {"warmed": 1, "period": period.label, "seconds": round(time.monotonic() - started, 3)}
+
+    def keep_warm(self, stop: threading.Event, every: float = 30.0) -> None:
+        """``warm`` now and every ``every`` seconds until ``stop`` is set (a thread of its own)."""
+        while True:
+            try:
+                self.warm()
+            except Exception as exc:  # a keeper that dies leaves page loads to compute; say why, go on
+                log.warning("dashboard.warm_failed", error=describe(exc))
+            if stop.wait(every):
+                return
 
     @staticmethod
     def _by(text: str | None, default: str | None) -> str | None:

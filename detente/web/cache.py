@@ -6,7 +6,9 @@ and rules version). A new audit, which is what changes the stages, clocks and fi
 counts, changes the stamp, and the next page load computes afresh. A report as of "now" is also
 recomputed once it is ``max_age`` seconds old, so its as-of moves on while nothing is audited.
 Concurrent loads of the same key wait for one computation; the oldest keys are dropped beyond
-``size``.
+``size``. A keeper (the daemon's metrics job, ``detente serve``'s warm-up thread) asks with a
+shorter ``max_age`` and recomputes an entry before it expires, while page loads go on being
+served the entry it replaces: a page load then never waits for a computation.
 """
 
 from __future__ import annotations
@@ -42,28 +44,32 @@ class ReportCache:
         self.hits = 0
         self.misses = 0
 
-    def _fresh(self, key: ReportKey) -> dict[str, Any] | None:
+    def _fresh(self, key: ReportKey, max_age: float | None = None) -> dict[str, Any] | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
         made, value = entry
-        if key.as_of is None and self._clock() - made > self.max_age:
-            del self._entries[key]
+        if key.as_of is None and self._clock() - made > (self.max_age if max_age is None else max_age):
+            if max_age is None:
+                del self._entries[key]
             return None
         self._entries.move_to_end(key)
         return value
 
-    def get(self, key: ReportKey, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """The report of ``key``: kept, or computed now (once, however many ask at the same time)."""
+    def get(self, key: ReportKey, compute: Callable[[], dict[str, Any]],
+            max_age: float | None = None) -> dict[str, Any]:
+        """The report of ``key``: kept, or computed now (once, however many ask at the same time).
+        ``max_age`` below the cache's own recomputes an older entry, which others are served
+        meanwhile."""
         with self._lock:
-            value = self._fresh(key)
+            value = self._fresh(key, max_age)
             if value is not None:
                 self.hits += 1
                 return value
             gate = self._computing.setdefault(key, threading.Lock())
         with gate:
             with self._lock:
-                value = self._fresh(key)
+                value = self._fresh(key, max_age)
                 if value is not None:  # another request computed it while this one waited
                     self.hits += 1
                     return value

@@ -19,6 +19,7 @@ from detente.reconcile.cli import DEFAULT_RULES, _parse_as_of
 if TYPE_CHECKING:
     from detente.daemon.endpoints import HttpServer
 
+WARM_EVERY = 30.0  # seconds between checks that the default page's report is fresh
 LISTEN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+):\d{1,5}$")
 
 
@@ -79,13 +80,15 @@ def serve_command(
             typer.echo(f"{address}: cannot listen ({exc.strerror or exc}); is another process using that port?",
                        err=True)
             raise typer.Exit(1) from None
-        _serve(server, get_logger("detente.web"))
+        _serve(server, get_logger("detente.web"), app.state.dashboard)
     finally:
         engine.dispose()
 
 
-def _serve(server: HttpServer, log: Any) -> None:
+def _serve(server: HttpServer, log: Any, board: Any) -> None:
     stop = threading.Event()
+    # The default page's report is computed at start and kept fresh, so a page load finds it.
+    keeper = threading.Thread(target=board.keep_warm, args=(stop, WARM_EVERY), name="dashboard-warm", daemon=True)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
@@ -93,6 +96,7 @@ def _serve(server: HttpServer, log: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     server.start()
+    keeper.start()
     host = f"[{server.host}]" if ":" in server.host else server.host
     log.info("dashboard.listening", host=server.host, port=server.port)
     typer.echo(f"detente dashboard at http://{host}:{server.port}/")

@@ -5,6 +5,7 @@ page shows a person's findings with their rules, and bad parameters get a 400 th
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -188,3 +189,28 @@ def test_pages_forbid_scripts_and_framing(client: TestClient) -> None:
     assert "default-src 'none'" in headers["content-security-policy"] and "script-src" not in \
         headers["content-security-policy"]
     assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
+
+
+def test_the_keeper_computes_the_default_page_before_anyone_loads_it(audited: World, rules: Rules) -> None:
+    """``detente serve`` keeps the default page's report warm on a thread: the first page
+    load is served from the cache."""
+    import threading
+
+    app = build_dashboard(audited.engine, lambda: rules, listen="127.0.0.1:0", token=lambda: None,
+                          now=lambda: NOW, as_of=NOW)
+    board = app.state.dashboard
+    stop = threading.Event()
+    keeper = threading.Thread(target=board.keep_warm, args=(stop, 0.05))
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 60
+        while board.cache.misses == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert board.cache.misses == 1
+        with TestClient(app) as c:
+            assert c.get("/").status_code == 200
+        assert board.cache.misses == 1 and board.cache.hits >= 1
+    finally:
+        stop.set()
+        keeper.join(10)
+    assert not keeper.is_alive()

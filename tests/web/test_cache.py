@@ -98,3 +98,32 @@ def test_a_failed_computation_is_not_kept() -> None:
     with pytest.raises(RuntimeError):
         cache.get(LIVE, flaky)
     assert cache.get(LIVE, flaky) == {"n": 2}
+
+
+def test_a_keeper_recomputes_at_half_age_while_page_loads_get_the_entry_it_replaces() -> None:
+    clock = Clock()
+    cache = ReportCache(max_age=60, clock=clock)
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow() -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 2:  # the keeper's recomputation, held until the page load is served
+            started.set()
+            release.wait(5)
+        return {"n": len(calls)}
+
+    assert cache.get(LIVE, slow, max_age=30) == {"n": 1}
+    clock.now = 20
+    assert cache.get(LIVE, slow, max_age=30) == {"n": 1}  # younger than the keeper's half age: kept
+    clock.now = 40
+    keeper = threading.Thread(target=cache.get, args=(LIVE, slow, 30))
+    keeper.start()
+    assert started.wait(5)
+    before = time.monotonic()
+    assert cache.get(LIVE, slow) == {"n": 1}  # a page load is served the old entry at once
+    assert time.monotonic() - before < 1
+    release.set()
+    keeper.join(5)
+    assert cache.get(LIVE, slow) == {"n": 2}  # and the next one the keeper's
+    assert len(calls) == 2
