@@ -39,10 +39,12 @@ opportunity and reached MQL), so a year of people is counted from one index.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from statistics import mean, median, pstdev
@@ -741,11 +743,32 @@ def side_by_side(engine: Engine) -> bool:
     return not isinstance(engine.pool, (StaticPool, SingletonThreadPool))
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector held off while a report builds its few hundred thousand
+    small rows, none of which form cycles: with it on, Python walks the growing heap again
+    and again, which costs a third of the report's time. Reference counting still frees
+    everything; the collector runs again as soon as the report is done (or at once if another
+    report running meanwhile turned it back on)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by: str | None = None,
            reconciliation: bool = True) -> dict[str, Any]:
-    """Every metric of ``period`` as one JSON-ready dict (``detente report --format json``).
+    """Every metric of ``period`` as one JSON-ready dict (``detente report --format json``)."""
+    with collector_paused():
+        return _report(engine, rules, period, now, by=by, reconciliation=reconciliation)
 
-    The reads across periods (``over_time``) run on a second connection while this thread
+
+def _report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by: str | None,
+            reconciliation: bool) -> dict[str, Any]:
+    """The report. The reads across periods (``over_time``) run on a second connection while this thread
     reads and counts the period's cohort: on SQLite and PostgreSQL alike the database works
     on one while Python works on the other. Both read the store as it was when they began;
     the daemon runs the report between audits, so they see the same audit."""
