@@ -17,6 +17,9 @@ What is counted, so that anyone can check a number by hand:
 - **SLA clocks**: those started in the period (``person_clocks``): met, late, missed (due and
   unstopped), requirement (stopped in time without what it requires), running; the share
   within the SLA is met over the decided ones (all but running); hours are the SLA's own time.
+- **disqualified**: the cohort people now disqualified, and the activities each had before it:
+  the real ones (completed, not a connector's copy, not detente's own task) up to when a CRM
+  first labelled them disqualified (all of them when none said when).
 - **lead value**: bookings per lead of each group (``goals.lead_value.by``) over the window
   before the period's end (leads created in it, opportunities closed won in it), or the fixed
   values; the goal is the bookings goal scaled to the period. The implied goals divide the
@@ -62,9 +65,10 @@ from detente.reconcile.labels import later_stages
 from detente.rules import checked as c
 from detente.rules.durations import Duration
 from detente.store.findings import FindingRow, PersonClock, PersonMetric, PersonStage
-from detente.store.tables import Campaign, Opportunity, Owner, Person
+from detente.store.tables import Activity, Campaign, Opportunity, Owner, Person
 
 PEOPLE = Person.__table__  # type: ignore[attr-defined]
+ACTIVITIES = Activity.__table__  # type: ignore[attr-defined]
 OPPS = Opportunity.__table__  # type: ignore[attr-defined]
 CAMPAIGNS = Campaign.__table__  # type: ignore[attr-defined]
 OWNERS = Owner.__table__  # type: ignore[attr-defined]
@@ -231,6 +235,23 @@ class Store:
         stmt = select(k.c.person_id, k.c.sla, k.c.team, k.c.owner_email, k.c.outcome, k.c.hours) \
             .where(live_clock(), k.c.started_at >= start, k.c.started_at < end)
         return list(raw_rows(self.conn, stmt))
+
+    def worked_before(self, entered: Mapping[int, float | None]) -> Counter[int]:
+        """Per person, the real activities (completed, not a connector's copy, not detente's own
+        task: what ``people.activity_count`` counts) up to ``entered`` (seconds since the
+        epoch; all of them when it is None: no CRM ever said when)."""
+        a = ACTIVITIES
+        out: Counter[int] = Counter()
+        ids = sorted(entered)
+        for start in range(0, len(ids), 5_000):
+            stmt = select(a.c.person_id, epoch(a.c.occurred_at)).where(
+                a.c.person_id.in_(ids[start:start + 5_000]), a.c.completed.is_(True), a.c.deleted.is_(False),
+                a.c.detente_key.is_(None), a.c.copy_of.is_(None))
+            for pid, at in raw_rows(self.conn, stmt):
+                until = entered[pid]
+                if until is None or (at is not None and at <= until):
+                    out[pid] += 1
+        return out
 
     def dims_of(self, person_ids: Iterable[int]) -> dict[int, Who]:
         """Slicing values of people outside a cohort (clocks started in the period)."""
@@ -514,10 +535,12 @@ def slas_by_kind(ctx: Context, slas: Sequence[Mapping[str, Any]]) -> dict[str, A
     return out
 
 
-def disqualified(ctx: Context, cohort: Sequence[Who], stages: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+def disqualified(ctx: Context, cohort: Sequence[Who], stages: Mapping[int, Mapping[str, Any]],
+                 worked: Mapping[int, int]) -> dict[str, Any]:
+    """The cohort people now disqualified, and the activities each had before it (``worked``)."""
     if "disqualified" not in ctx.rules.stages:
         return {"people": 0}
-    counts = [w.activities for w in cohort if stages.get(w.id, {}).get("disqualified", (None, False))[1]]
+    counts = [worked.get(w.id, 0) for w in cohort if stages.get(w.id, {}).get("disqualified", (None, False))[1]]
     return {"people": len(counts), "median_activities": med(counts),
             "mean_activities": round(mean(counts), 2) if counts else None}
 
@@ -789,6 +812,8 @@ def _report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by
             closed = store.deals(closed_in=(period.start, period.end))
             clocks = store.clocks(period.start, period.end)
             dims = store.dims_of(r.person_id for r in clocks) if by is not None else {}
+            worked = store.worked_before({pid: mine["disqualified"][0] for pid, mine in stages.items()
+                                          if mine.get("disqualified", (None, False))[1]})
         f = funnel(ctx, cohort, stages, cohort_deals)
         money_in = bookings(closed)
         slas = sla_section(ctx, clocks)
@@ -820,7 +845,7 @@ def _report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by
                           "mql_value": money(mql_value), "handoff": kinds.get("handoff")},
         "sales_sla": {"first_touch": kinds.get("first_touch"), "outcome": kinds.get("outcome"),
                       "worked": (kinds.get("first_touch") or {}).get("stopped"),
-                      "disqualified": disqualified(ctx, cohort, stages)},
+                      "disqualified": disqualified(ctx, cohort, stages, worked)},
         "slas": slas, "sla_by_team_and_owner": by_team,
         "cost": spend,
         "indicators": {

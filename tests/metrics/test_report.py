@@ -384,3 +384,41 @@ def test_the_two_views_are_the_audits_counts(audited: World, rules: Rules, repor
     fresh = counts_json(Counts(period, NOW, rules.version, len(people), tuple(count_stages(rules, people, found))))
     assert reports[label]["reconciliation"] == fresh
     assert fresh["cohort"] > 0 and any(s["definition"] for s in fresh["stages"])
+
+
+def test_activities_before_disqualification_leave_out_those_after_it(audited: World, rules: Rules) -> None:
+    """A rep who logs a call on a lead after disqualifying it does not change how much work
+    went into it before: only activities up to the disqualification count."""
+    from sqlalchemy import delete, insert, select
+
+    from detente.store.findings import PersonStage
+    from detente.store.tables import Activity, Person
+
+    stages, activities = PersonStage.__table__, Activity.__table__  # type: ignore[attr-defined]
+    people = Person.__table__  # type: ignore[attr-defined]
+    period = period_of("2026-Q3", NOW)
+    before = report(audited.engine, rules, period, NOW, reconciliation=False)["sales_sla"]["disqualified"]
+    assert before["people"] > 0
+    with audited.engine.connect() as conn:
+        pid, entered = conn.execute(
+            select(stages.c.person_id, stages.c.entered_at).join(people, people.c.id == stages.c.person_id)
+            .where(stages.c.stage == "disqualified", stages.c.is_current.is_(True), stages.c.entered_at.is_not(None),
+                   people.c.created_at >= period.start, people.c.created_at < period.end)
+            .order_by(stages.c.person_id)).first()
+    row = {"system": "salesforce", "object": "Task", "person_id": pid, "kind": "call", "completed": True,
+           "deleted": False}
+    added = [{**row, "record_id": "00TTESTAFTER000001", "occurred_at": entered + timedelta(days=2)},
+             {**row, "record_id": "00TTESTBEFORE00001", "occurred_at": entered - timedelta(hours=1)}]
+    with audited.engine.begin() as conn:
+        conn.execute(insert(activities), added[:1])
+    try:
+        after_only = report(audited.engine, rules, period, NOW, reconciliation=False)["sales_sla"]["disqualified"]
+        assert after_only == before
+        with audited.engine.begin() as conn:
+            conn.execute(insert(activities), added[1:])
+        one_more = report(audited.engine, rules, period, NOW, reconciliation=False)["sales_sla"]["disqualified"]
+        assert one_more["mean_activities"] == pytest.approx(before["mean_activities"] + 1 / before["people"],
+                                                            abs=0.006)
+    finally:
+        with audited.engine.begin() as conn:
+            conn.execute(delete(activities).where(activities.c.record_id.in_([a["record_id"] for a in added])))
