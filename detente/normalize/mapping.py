@@ -17,7 +17,7 @@ Mappings are applied as records are read: after changing them, run ``detente nor
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 TYPES = ("text", "number", "boolean", "datetime")
@@ -32,6 +32,8 @@ class FieldMapping:
     salesforce: str | None = None
     hubspot: str | None = None
     builtin: bool = False
+    # per CRM: a value as it keeps it (casefolded) -> the unified value (``fields.<name>.values``)
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -40,6 +42,13 @@ class FieldMapping:
     @property
     def hubspot_first(self) -> bool:
         return self.name in HUBSPOT_FIRST
+
+    def translate(self, system: str, value: Any) -> Any:
+        """``value`` read from ``system``, in the unified spelling when the rules give one."""
+        table = self.values.get(system)
+        if not table or not isinstance(value, str):
+            return value
+        return table.get(value.strip().casefold(), value)
 
     def salesforce_field(self, object_name: str) -> str | None:
         """The field to read on a Lead or a Contact, or None when this mapping has none there."""
@@ -95,9 +104,9 @@ def mappings(fields: Iterable[FieldMapping]) -> Mappings:
         if f.name in BUILTIN_NAMES:
             base = builtins[f.name]
             builtins[f.name] = FieldMapping(f.name, base.type, f.salesforce or base.salesforce,
-                                            f.hubspot or base.hubspot, True)
+                                            f.hubspot or base.hubspot, True, f.values or base.values)
         elif f.salesforce or f.hubspot:
-            custom.append(FieldMapping(f.name, f.type, f.salesforce, f.hubspot, False))
+            custom.append(FieldMapping(f.name, f.type, f.salesforce, f.hubspot, False, f.values))
     return Mappings(builtins, tuple(custom))
 
 
@@ -112,5 +121,6 @@ def from_rules(rules: Any) -> Mappings:
         if not systems:
             continue
         if f.name in BUILTIN_NAMES or isinstance(f.source, Attribute):
-            found.append(FieldMapping(f.name, str(f.type.value), systems.get("salesforce"), systems.get("hubspot")))
+            found.append(FieldMapping(f.name, str(f.type.value), systems.get("salesforce"), systems.get("hubspot"),
+                                      values=f.values))
     return mappings(found)

@@ -58,7 +58,7 @@ def read_view(row: RawRow, maps: Mappings) -> View:
         for m in maps.all():
             name = m.salesforce_field(row.object)
             if name is not None:
-                view[f"m:{m.name}"] = _READERS[m.type](d, name)
+                view[f"m:{m.name}"] = m.translate("salesforce", _READERS[m.type](d, name))
         return view
     p = props(row)
     view = {
@@ -71,7 +71,7 @@ def read_view(row: RawRow, maps: Mappings) -> View:
     }
     for m in maps.all():
         if m.hubspot:
-            view[f"m:{m.name}"] = _READERS[m.type](p, m.hubspot)
+            view[f"m:{m.name}"] = m.translate("hubspot", _READERS[m.type](p, m.hubspot))
     return view
 
 

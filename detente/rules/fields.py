@@ -80,6 +80,8 @@ class FieldDef:
     source: Source
     meaning: str
     systems: Mapping[str, str] = field(default_factory=dict)
+    # per CRM: a value as it keeps it (casefolded) -> the unified value (text fields)
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def owner_scoped(self) -> bool:

@@ -29,6 +29,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class ValuesSpec(_Strict):
+    """Per CRM: a value as that CRM keeps it -> the value detente uses (others pass unchanged)."""
+
+    salesforce: dict[str, str] = Field(default_factory=dict, description="e.g. {Web: Website}")
+    hubspot: dict[str, str] = Field(default_factory=dict, description="e.g. {ORGANIC_SEARCH: Organic Search}")
+
+
 class FieldSpec(_Strict):
     """A unified field and where each CRM keeps it."""
 
@@ -37,6 +44,9 @@ class FieldSpec(_Strict):
     salesforce: str | None = Field(None, description="the Salesforce field, e.g. Lead.Lead_Score__c")
     hubspot: str | None = Field(None, description="the HubSpot property, e.g. hubspotscore")
     meaning: str | None = Field(None, description="what the field says, in one sentence")
+    values: ValuesSpec | None = Field(
+        None, description="for a text field: a CRM's values and what each means here, e.g. hubspot: "
+                          "{SOCIAL_MEDIA: Social}, so both CRMs' people share one spelling")
 
 
 class TeamSpec(_Strict):

@@ -16,7 +16,7 @@ import string
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
@@ -400,13 +400,41 @@ class _Validator:
                     self.fail((*path, "type"), f"{name} is a built-in {builtin.type.value} field, not {spec.type}",
                               f"expected type: {builtin.type.value}, or no type")
                 merged = {**builtin.systems, **systems}
-                by_name[name] = FieldDef(name, builtin.type, builtin.source, spec.meaning or builtin.meaning, merged)
+                values = self.values(path, spec, builtin.type)
+                by_name[name] = FieldDef(name, builtin.type, builtin.source, spec.meaning or builtin.meaning, merged,
+                                         values)
             elif spec.type is None:
                 self.fail(path, f"'{name}' is not a built-in field, so it needs a type",
                           "expected type: text, number, boolean or datetime")
             else:
-                by_name[name] = custom_field(name, ValueType(spec.type), spec.meaning or name, systems)
+                made = custom_field(name, ValueType(spec.type), spec.meaning or name, systems)
+                by_name[name] = replace(made, values=self.values(path, spec, made.type))
         return Catalog(by_name)
+
+    def values(self, path: PathKey, spec: FieldSpec, type_: ValueType) -> dict[str, dict[str, str]]:
+        """``values``: per CRM, its values (casefolded) and what each means here."""
+        if spec.values is None:
+            return {}
+        if type_ is not ValueType.TEXT:
+            self.fail((*path, "values"), f"values can only translate a text field; this one is {type_.value}",
+                      "expected no values here")
+            return {}
+        out: dict[str, dict[str, str]] = {}
+        for system in ("salesforce", "hubspot"):
+            seen: dict[str, str] = {}
+            for crm_value, ours in getattr(spec.values, system).items():
+                where = (*path, "values", system, crm_value)
+                key = crm_value.strip().casefold()
+                if not key or not ours.strip():
+                    self.fail(where, "a value and what it means may not be empty",
+                              "expected e.g. SOCIAL_MEDIA: Social")
+                elif key in seen:
+                    self.fail(where, f"'{crm_value}' is '{seen[key]}' again (values match whatever their case)",
+                              "expected each value once")
+                else:
+                    seen[key] = crm_value
+                    out.setdefault(system, {})[key] = ours.strip()
+        return out
 
     def crm_fields(self, path: PathKey, spec: FieldSpec) -> dict[str, str]:
         out: dict[str, str] = {}

@@ -495,3 +495,42 @@ def test_version_ignores_comments_and_layout_but_not_content(tmp_path: Path) -> 
     c = load_rules(write(tmp_path, BASE.replace("score >= 50", "score >= 51"), "c.yaml")).version
     assert a == b != c
     assert len(a) == 16
+
+
+def test_values_translate_text_fields_only_each_value_once_and_never_to_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + """\
+fields:
+  source:
+    values:
+      hubspot:
+        SOCIAL_MEDIA: Social
+        social_media: Social Media
+        OFFLINE: ''
+  score:
+    values:
+      salesforce: {High: '90'}
+""")
+    found = problems(path)
+    assert any(p.startswith(f"{path}:") and "fields.source.values.hubspot.social_media: 'social_media' is "
+               "'SOCIAL_MEDIA' again (values match whatever their case); expected each value once" in p
+               for p in found), found
+    assert any("fields.source.values.hubspot.OFFLINE: a value and what it means may not be empty" in p
+               for p in found), found
+    assert any("fields.score.values: values can only translate a text field; this one is number" in p
+               for p in found), found
+
+
+def test_values_reach_the_normalizer_casefolded(tmp_path: Path) -> None:
+    from detente.normalize.mapping import from_rules
+
+    path = write(tmp_path, BASE + """\
+fields:
+  source:
+    values:
+      hubspot: {SOCIAL_MEDIA: Social, Organic_Search: Organic Search}
+""")
+    source = from_rules(load_rules(path)).builtins["source"]
+    assert source.translate("hubspot", "SOCIAL_MEDIA") == "Social"
+    assert source.translate("hubspot", " organic_search ") == "Organic Search"
+    assert source.translate("hubspot", "OFFLINE") == "OFFLINE"  # not listed: as the CRM keeps it
+    assert source.translate("salesforce", "SOCIAL_MEDIA") == "SOCIAL_MEDIA"  # only HubSpot's are listed
