@@ -214,6 +214,12 @@ def section(results: dict[str, Any], command: str) -> str:
                      f"{total_injected:,} | {sum(clean.values()):,} | {sum(stormy.values()):,} | "
                      f"{storm.get('ratio_total', 0):.2f}x | {storm.get('apply_rounds')} | "
                      f"{'yes' if storm.get('identical') else 'NO'} |")
+        expired = sum(v.get("expired_session", 0) for v in injected.values() if isinstance(v, dict))
+        lines += ["", f"Sessions found expired and renewed in the storm: {expired:,}" + (
+            f" (only Salesforce sessions expire, and Salesforce answered {stormy.get('salesforce', 0):,} calls, "
+            f"Bulk API 2.0 reading its large objects, fewer than one expiry interval; "
+            f"`--storm-size 20000 --expire-every 25` exercises the renewal)"
+            if not expired else "") + "."]
     h, s = results["hostile"], results["secrecy"]
     lines += ["", f"Hostile input: {h['generated_inputs']:,} generated inputs across {h['property_tests']} "
               f"property-based tests (hypothesis) on the parsers of API payloads, typed values and settings "
@@ -236,7 +242,7 @@ def write_readme(text: str) -> None:
         body = body[:anchor] + text + "\n" + body[anchor:] if anchor != -1 else body + "\n" + text
     else:
         end = body.find("\n## ", start + 1)
-        body = body[:start] + text + (body[end + 1:] if end != -1 else "")
+        body = body[:start] + text + ("\n" + body[end + 1:] if end != -1 else "")
     readme.write_text(body, encoding="utf-8")
 
 
