@@ -23,15 +23,16 @@ The finding is, as of ``now``:
   the due time: the breach happened and can no longer be fixed;
 - **requirement not met** (open, opened when the clock stopped) when it stopped at a stage
   that ``require`` names while the requirement does not hold (a lead disqualified after
-  fewer activities than agreed);
+  fewer activities than agreed, counting those logged up to the stop);
 - **met** (resolved): only closes a finding recorded while the clock ran.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from detente.calendars import BusinessCalendar
 from detente.reconcile.facts import Facts, PersonFact
@@ -220,13 +221,23 @@ def clock_finding(sla: c.Sla, clocks: PersonClocks, business: BusinessCalendar |
                         f"{started_by} {_fmt(started)}; {stopped}, {late} after the due time {_fmt(due)} "
                         f"({_within(sla)} agreed)", resolved=f"stopped late: {stopped}")
     if sla.require is not None and (not sla.require.before or stop.stage in sla.require.before):
-        step = explain(sla.require.condition, person.values, now)
-        if not holds(sla.require.condition, person.values, now):
+        values = values_when(person, stop.at)
+        step = explain(sla.require.condition, values, now)
+        if not holds(sla.require.condition, values, now):
             return _finding(sla, clocks, owner, started, due, "breached", stop, stop.at,
                             f"{stopped} while the agreement requires {sla.require.condition} first "
                             f"({step.detail})")
     return _finding(sla, clocks, owner, started, due, "met", stop, stop.at, f"{stopped}, before {_fmt(due)}",
                     resolved=f"met: {stopped}")
+
+
+def values_when(person: PersonFact, moment: datetime) -> Mapping[str, Any]:
+    """The person's values for a requirement judged when the clock stopped: the activities
+    counted are those logged up to ``moment`` (work done after a lead was disqualified does
+    not make up for too little before it)."""
+    if "activity_count" not in person.values:
+        return person.values
+    return {**person.values, "activity_count": sum(1 for a in person.activities if a.at <= moment)}
 
 
 def _still_holds(stages: tuple[str, ...], person: PersonFact, after: dict[str, frozenset[str]]) -> bool:

@@ -287,9 +287,15 @@ def test_no_clock_runs_on_an_mql_label_the_definition_does_not_back(rules: Rules
 OUTCOME_DUE = HANDED + timedelta(days=30)  # calendar time
 
 
+def worked(n: int, start: datetime) -> list[ActivityFact]:
+    """``n`` calls by Sam, an hour apart from ``start``."""
+    return [ActivityFact(start + timedelta(hours=i), SAM.id, "salesforce") for i in range(n)]
+
+
 def test_disqualified_after_three_activities_is_an_open_breach_at_the_disqualification(rules: Rules) -> None:
     out = HANDED + timedelta(days=5)
-    p = person(mql(MQL_AT), sf_owner(SAM, HANDED), sf_status("Closed - Not Converted", out), activity_count=3)
+    p = person(mql(MQL_AT), sf_owner(SAM, HANDED), sf_status("Closed - Not Converted", out), activity_count=3,
+               activities=worked(3, HANDED + timedelta(hours=1)))
     f = the_clock(p, rules, "outcome", out + timedelta(days=1))
     assert (f.status, f.state, f.opened_at, f.stopped_at, f.due_at) == ("open", "breached", out, out, OUTCOME_DUE)
     assert "activity_count >= 6" in f.explanation
@@ -297,9 +303,19 @@ def test_disqualified_after_three_activities_is_an_open_breach_at_the_disqualifi
 
 def test_disqualified_after_six_activities_is_met(rules: Rules) -> None:
     out = HANDED + timedelta(days=5)
-    p = person(mql(MQL_AT), sf_owner(SAM, HANDED), sf_status("Closed - Not Converted", out), activity_count=6)
+    p = person(mql(MQL_AT), sf_owner(SAM, HANDED), sf_status("Closed - Not Converted", out), activity_count=6,
+               activities=worked(6, HANDED + timedelta(hours=1)))
     f = the_clock(p, rules, "outcome", out + timedelta(days=1))
     assert (f.status, f.state, f.stopped_at) == ("resolved", "met", out)
+
+
+def test_calls_logged_after_the_disqualification_do_not_make_up_for_too_few_before(rules: Rules) -> None:
+    out = HANDED + timedelta(days=5)
+    p = person(mql(MQL_AT), sf_owner(SAM, HANDED), sf_status("Closed - Not Converted", out), activity_count=6,
+               activities=[*worked(3, HANDED + timedelta(hours=1)), *worked(3, out + timedelta(hours=1))])
+    f = the_clock(p, rules, "outcome", out + timedelta(days=2))
+    assert (f.status, f.state, f.opened_at, f.stopped_at) == ("open", "breached", out, out)
+    assert "activity_count >= 6" in f.explanation and "3" in f.explanation
 
 
 def test_nurture_needs_no_six_activities(rules: Rules) -> None:
