@@ -10,12 +10,14 @@ conversion), else from the lead. Where the two CRMs disagree, marketing's fields
 channel, offer) take HubSpot's value first and everything else takes Salesforce's first;
 either system fills in when the other has nothing.
 
-Mappings are applied as records are read: after changing them, run ``detente normalize
---full`` so that every person is read again with the new ones.
+Mappings are applied as records are read; the normalizer keeps their fingerprint
+(``normalize_state``) and reads every person again when it changes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +93,14 @@ class Mappings:
 
     def all(self) -> list[FieldMapping]:
         return [*self.builtins.values(), *self.custom]
+
+    def fingerprint(self) -> str:
+        """A digest of what is read from where and how values are translated: equal when
+        normalizing with either gives the same people."""
+        described = [[m.name, m.type, m.salesforce, m.hubspot, m.builtin,
+                      {system: dict(sorted(table.items())) for system, table in sorted(m.values.items())}]
+                     for m in sorted(self.all(), key=lambda m: m.name)]
+        return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
 DEFAULT = Mappings({m.name: m for m in BUILTINS})

@@ -27,8 +27,11 @@ from detente.normalize.lookups import Lookups
 from detente.normalize.mapping import DEFAULT, Mappings
 from detente.normalize.owners import owner_maps, refresh_owners
 from detente.normalize.report import Report
+from detente.store.bulk import upsert
+from detente.store.tables import NormalizeState
 
 log = get_logger("detente.normalize")
+STATE = NormalizeState.__table__  # type: ignore[attr-defined]
 # Objects the stages read; whatever else was pulled (accounts, companies; pipelines are read
 # whole at the start of every run) is marked read, so that "dirty" keeps meaning "not yet read".
 READ = frozenset({
@@ -47,6 +50,11 @@ def normalize(engine: Engine, *, now: datetime, full: bool = False, maps: Mappin
     started = time.monotonic()
     run_id = start_run(engine, "normalize", None, now) if record_run else None
     try:
+        fingerprint = maps.fingerprint()
+        if not full and _mappings_changed(engine, fingerprint):
+            log.info("normalize.mappings_changed", why="the rules' fields read other CRM fields or translate "
+                     "values otherwise than the last normalize did; every person is read again")
+            full = True
         if full:
             _stage(report, "mark", lambda: mark_everything(engine))
         _stage(report, "owners", lambda: report.add("read.owners", refresh_owners(engine, now)))
@@ -61,6 +69,7 @@ def normalize(engine: Engine, *, now: datetime, full: bool = False, maps: Mappin
             engine, now, (lookups.salesforce_owners, lookups.hubspot_owners), report))
         _stage(report, "recount", lambda: activities.recount(engine, report))
         _stage(report, "unused", lambda: mark_unused_read(engine))
+        _save_mappings(engine, fingerprint, now)
     except Exception as exc:
         if run_id is not None:
             finish_run(engine, run_id, _later(now, started), "failed", report.as_dict(), f"{type(exc).__name__}")
@@ -89,6 +98,18 @@ def _lookups(engine: Engine, maps: Mappings) -> Lookups:
         by_sf, by_name = campaign_maps(conn)
         stages = opportunities.read_pipelines(conn)
     return Lookups(sf_owners, hs_owners, by_sf, by_name, maps, stages)
+
+
+def _mappings_changed(engine: Engine, fingerprint: str) -> bool:
+    """Whether the last normalize read with other mappings (unknown, before the first: no)."""
+    with engine.connect() as conn:
+        last = conn.execute(select(STATE.c.mappings).where(STATE.c.id == 1)).scalar_one_or_none()
+    return last is not None and last != fingerprint
+
+
+def _save_mappings(engine: Engine, fingerprint: str, now: datetime) -> None:
+    with engine.begin() as conn:
+        upsert(conn, STATE, [{"id": 1, "mappings": fingerprint, "updated_at": now}], ["id"])
 
 
 def mark_everything(engine: Engine) -> None:

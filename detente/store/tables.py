@@ -62,6 +62,17 @@ class Cursor(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
+class NormalizeState(SQLModel, table=True):
+    """What the last normalize read the CRM fields with: a fingerprint of the field mappings
+    (the rules' ``fields``), so that a change to them re-reads every person."""
+
+    __tablename__ = "normalize_state"
+
+    id: int = Field(default=1, primary_key=True)
+    mappings: str = Field(max_length=64)
+    updated_at: datetime = _ts()
+
+
 class Quarantine(SQLModel, table=True):
     __tablename__ = "quarantine"
     __table_args__ = (UniqueConstraint("system", "object", "record_id", "stage"),)

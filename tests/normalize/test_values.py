@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from detente.normalize.mapping import from_rules
+from detente.normalize.mapping import DEFAULT, from_rules
 from detente.normalize.run import normalize
 from detente.rules import load_rules
 from detente.sandbox.server import Sandbox
@@ -57,3 +57,26 @@ def test_the_shipped_agreement_lists_these_values() -> None:
                                                                      HUBSPOT_SOURCE.items()}
     with pytest.raises(KeyError):
         rules.catalog.fields["source"].values["salesforce"]
+
+
+def test_a_change_of_mappings_reads_everyone_again(tmp_path: Path, pulled: list[dict[str, Any]]) -> None:
+    """The daemon normalizes with the rules' mappings after every pull: when an admin changes
+    them, the next normalize reads every person again, without being told ``--full``."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    create_schema(engine)
+    load_raw(engine, pulled)
+    normalize(engine, now=NOW, maps=DEFAULT)
+
+    def sources() -> set[str]:
+        with engine.connect() as conn:
+            return {s for (s,) in conn.execute(select(PEOPLE.c.source).where(PEOPLE.c.deleted.is_(False)))}
+
+    assert sources() & set(HUBSPOT_SOURCE), "without the agreement's values, HubSpot's own spellings"
+    same = normalize(engine, now=NOW, maps=DEFAULT)
+    assert not same.counts.get("read.hubspot.contacts")  # the same mappings: nothing to read
+    agreed = normalize(engine, now=NOW, maps=from_rules(load_rules(SHIPPED)))
+    assert agreed.counts.get("read.hubspot.contacts", 0) > 0
+    assert not sources() & set(HUBSPOT_SOURCE)
+    again = normalize(engine, now=NOW, maps=from_rules(load_rules(SHIPPED)))
+    assert not again.counts.get("read.hubspot.contacts")
+    engine.dispose()
