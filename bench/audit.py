@@ -94,8 +94,9 @@ def tile(base: Path, people: int, into: Path, ints: dict[str, dict[str, str]] | 
     maxima = {t: db.execute(f"SELECT coalesce(max(id), 0) FROM base.{t}").fetchone()[0] + 1
               for t in ("people", "transitions", "activities", "opportunities")}
     copies = -(-people // base_people)
+    in_base = {name for (name,) in db.execute("SELECT name FROM base.sqlite_master WHERE type = 'table'")}
     for table in COPIED:
-        if table in tables:
+        if table in tables and table in in_base:  # a base made under an older schema may lack one
             db.execute(f"INSERT INTO {table} SELECT * FROM base.{table}")
     for k in range(copies):
         for table, cols in columns.items():

@@ -13,6 +13,8 @@ secrets, response bodies or personal data.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DetenteError(Exception):
     """Base of every error detente raises on purpose."""
@@ -44,3 +46,20 @@ class RetriableError(DetenteError):
 
 class SkippableError(DetenteError):
     """One record cannot be processed; it is quarantined with this reason."""
+
+
+def shape(value: Any) -> str:
+    """What a value looks like, without showing it: safe to put in a message, a reason or a log."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters" if value else "an empty string"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"

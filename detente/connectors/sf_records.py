@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from detente.connectors.base import Record, Reject
+from detente.errors import shape
 
 TEXT_TYPES = frozenset({
     "id", "reference", "string", "textarea", "email", "phone", "url", "picklist", "multipicklist",
@@ -128,23 +129,6 @@ def soql_datetime(value: datetime) -> str:
 
 
 # -- values ---------------------------------------------------------------------------------
-
-
-def shape(value: Any) -> str:
-    """What a value looks like, without showing it: safe to put in a reason or a log."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return f"a string of {len(value)} characters" if value else "an empty string"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return f"a {type(value).__name__}"
 
 
 def convert(spec: FieldSpec, value: Any, *, text: bool = False) -> tuple[Any, str | None]:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from detente.errors import shape as shape  # re-exported: the normalizer names bad values with it
+
 _EPOCH_MS = re.compile(r"^-?\d{10,15}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SF_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
@@ -23,23 +25,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class BadRecord(ValueError):
     """A record whose fields cannot be interpreted; it is quarantined with this reason."""
-
-
-def shape(value: Any) -> str:
-    """What a value looks like, without showing it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return f"a string of {len(value)} characters" if value else "an empty string"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return f"a {type(value).__name__}"
 
 
 def _bad(name: str, expected: str, value: Any) -> BadRecord:
