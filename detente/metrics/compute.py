@@ -53,8 +53,7 @@ from datetime import UTC, datetime, timedelta
 from statistics import mean, median, pstdev
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Float, and_, case, func, literal_column, select
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import Connection, Engine, and_, case, func, literal_column, select
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from detente.metrics.periods import goal_scale, kind_of, shift
@@ -64,6 +63,7 @@ from detente.reconcile.facts import instant, load_owners, raw_rows
 from detente.reconcile.labels import later_stages
 from detente.rules import checked as c
 from detente.rules.durations import Duration
+from detente.rules.sql import EpochMicros
 from detente.store.findings import FindingRow, PersonClock, PersonMetric, PersonStage
 from detente.store.tables import Activity, Campaign, Opportunity, Owner, Person
 
@@ -81,6 +81,7 @@ DIMENSIONS = ("source", "channel", "offer", "campaign", "team", "owner")
 NONE = "(none)"
 VALUE_FIELDS = ("source", "channel", "offer", "campaign", "country", "email_domain", "company", "title")
 BASELINE_PERIODS = 6
+MICROS_PER_DAY = 86_400_000_000
 HEADLINE = ("leads", "mqls", "opportunities", "lead_to_opportunity", "won", "bookings", "win_rate",
             "average_selling_price", "lead_value_delivered", "handoff_within_sla", "first_touch_within_sla")
 
@@ -107,28 +108,6 @@ def p90(values: Sequence[float]) -> float | None:
 
 def med(values: Sequence[float]) -> float | None:
     return round(median(values), 2) if values else None
-
-
-class epoch(ColumnElement[float]):
-    """Seconds since 1970 of a stored instant, computed by the database (the hot reads compare
-    and subtract instants; parsing a hundred thousand timestamps in Python costs more)."""
-
-    inherit_cache = True
-    type = Float()
-
-    def __init__(self, column: Any) -> None:
-        self.column = column
-
-
-@compiles(epoch, "sqlite")
-def _epoch_sqlite(element: epoch, compiler: Any, **kw: Any) -> str:
-    # SQLite keeps UTC instants as text; julianday() reads them to the microsecond.
-    return f"((julianday({compiler.process(element.column, **kw)}) - 2440587.5) * 86400.0)"
-
-
-@compiles(epoch)
-def _epoch_default(element: epoch, compiler: Any, **kw: Any) -> str:
-    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.column, **kw)}) AS DOUBLE PRECISION)"
 
 
 def live_clock() -> Any:
@@ -207,9 +186,10 @@ class Store:
         return list(self._who(and_(p.c.deleted.is_(False), p.c.created_at >= start, p.c.created_at < end)))
 
     def stages(self, start: datetime, end: datetime) -> dict[int, dict[str, tuple[float | None, bool]]]:
-        """Per person created in [start, end): stage -> (entered, in seconds since the epoch; current)."""
+        """Per person created in [start, end): stage -> (entered, in microseconds since the epoch
+        as the database works it out: the hot loops compare and subtract, never parse; current)."""
         s_, p = STAGES, PEOPLE
-        stmt = select(s_.c.person_id, s_.c.stage, epoch(s_.c.entered_at), s_.c.is_current) \
+        stmt = select(s_.c.person_id, s_.c.stage, EpochMicros(s_.c.entered_at), s_.c.is_current) \
             .join(p, p.c.id == s_.c.person_id) \
             .where(p.c.deleted.is_(False), p.c.created_at >= start, p.c.created_at < end)
         out: dict[int, dict[str, tuple[float | None, bool]]] = defaultdict(dict)
@@ -238,13 +218,13 @@ class Store:
 
     def worked_before(self, entered: Mapping[int, float | None]) -> Counter[int]:
         """Per person, the real activities (completed, not a connector's copy, not detente's own
-        task: what ``people.activity_count`` counts) up to ``entered`` (seconds since the
+        task: what ``people.activity_count`` counts) up to ``entered`` (microseconds since the
         epoch; all of them when it is None: no CRM ever said when)."""
         a = ACTIVITIES
         out: Counter[int] = Counter()
         ids = sorted(entered)
         for start in range(0, len(ids), 5_000):
-            stmt = select(a.c.person_id, epoch(a.c.occurred_at)).where(
+            stmt = select(a.c.person_id, EpochMicros(a.c.occurred_at)).where(
                 a.c.person_id.in_(ids[start:start + 5_000]), a.c.completed.is_(True), a.c.deleted.is_(False),
                 a.c.detente_key.is_(None), a.c.copy_of.is_(None))
             for pid, at in raw_rows(self.conn, stmt):
@@ -341,7 +321,7 @@ def funnel(ctx: Context, cohort: Sequence[Who], stages: Mapping[int, Mapping[str
             later = after.get(name, frozenset())
             nexts = [t for s, (t, _) in mine.items() if t is not None and s in later]
             if nexts and (first := min(nexts)) >= entered:
-                days[name].append((first - entered) / 86400)
+                days[name].append((first - entered) / MICROS_PER_DAY)
     rows = []
     for name, stage in ctx.rules.stages.items():
         previous = stage.after[0] if stage.after else None
@@ -802,8 +782,8 @@ def _report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by
     scale = goal_scale(goals.period, period)
     periods = [shift(period, n) for n in range(0, 2 + BASELINE_PERIODS)]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as pool:
-        if side_by_side(engine):
-            pending = pool.submit(over_time, engine, ctx, period, periods, now, reconciliation)
+        pending = pool.submit(over_time, engine, ctx, period, periods, now, reconciliation) \
+            if side_by_side(engine) else None
         with engine.connect() as conn:
             store = Store(conn, rules, now, goals.lead_value.by)
             cohort = store.people(period.start, period.end)
@@ -820,7 +800,7 @@ def _report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by
         kinds = slas_by_kind(ctx, slas)
         by_team = per_team_and_owner(ctx, clocks)
         mqls = [w for w in cohort if "mql" in stages.get(w.id, {})]
-        later = pending.result() if side_by_side(engine) else \
+        later = pending.result() if pending is not None else \
             over_time(engine, ctx, period, periods, now, reconciliation)
     h = later.history
     value_by = goals.lead_value.by

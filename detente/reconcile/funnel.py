@@ -33,8 +33,8 @@ METRICS = PersonMetric.__table__  # type: ignore[attr-defined]
 PEOPLE = Person.__table__  # type: ignore[attr-defined]
 OPPS = Opportunity.__table__  # type: ignore[attr-defined]
 SYSTEMS = ("salesforce", "hubspot")
-# What person_metrics copies from people.
-COPIED = ("created_at", "source", "channel", "offer", "campaign_id", "country", "email_domain", "company", "title")
+# What person_metrics copies from people: its columns that people has too.
+COPIED = tuple(column.name for column in METRICS.c if column.name in PEOPLE.c)
 
 
 def implied_stages(rules: c.Rules) -> dict[str, frozenset[str]]:

@@ -19,7 +19,6 @@ import json
 import math
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +29,6 @@ from typer.testing import CliRunner
 from detente.cli import app
 from detente.metrics.compute import report
 from detente.metrics.periods import period_of
-from detente.reconcile.ledger import reconcile
 from detente.rules import Rules
 from detente.sandbox.server import Sandbox
 from tests.normalize.conftest import NOW, World
@@ -146,12 +144,6 @@ def read_truth(sandbox: Sandbox) -> Truth:
     named = {r["Name"]: {"cost": float(r["ActualCost"] or 0), "start": r["StartDate"], "end": r["EndDate"]}
              for r in campaigns.values()}
     return Truth(people, deals, named)
-
-
-@pytest.fixture(scope="module")
-def audited(world: World, rules: Rules) -> Iterator[World]:
-    reconcile(world.engine, rules, NOW)
-    yield world
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,6 @@ import yaml
 
 from detente.metrics.compute import report
 from detente.metrics.periods import period_of
-from detente.reconcile.ledger import reconcile
 from detente.rules import Rules
 from detente.sandbox.server import Sandbox
 from tests.metrics.test_report import PERIODS, bounds, rate, ts
@@ -704,12 +703,6 @@ def headline(w: WorldTruth, label: str, values: Mapping[tuple[str, str], float])
 
 
 # -- fixtures ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def audited(world: World, rules: Rules) -> World:
-    reconcile(world.engine, rules, NOW)
-    return world
 
 
 @pytest.fixture(scope="module")
