@@ -2,9 +2,12 @@
 ``(SystemModstamp, Id)``) or, for large reads, Bulk API 2.0; deletions from getDeleted.
 
 Built on simple-salesforce and one ``requests`` session (see ``sf_http``) that times out,
-retries and meters every attempt. Each object is described once per connector; every field
-the describe returns is pulled, and fields detente expects but the integration user cannot
-see are reported by name in ``missing_fields``.
+retries and meters every attempt. The objects are described once per connector, together in
+one composite request (one API call); every field the describe returns is pulled, and fields
+detente expects but the integration user cannot see are reported by name in
+``missing_fields``. A whole read first asks how large the objects are (``/limits/recordCount``,
+and ``COUNT()`` in the same composite request for the history objects it leaves out), so an
+object above ``bulk_threshold`` goes straight to a Bulk API 2.0 job.
 
 Positions. A query's result set is fixed when the query runs, but rows are read page by
 page, so a record changed between pages comes back with a newer SystemModstamp than the
@@ -21,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 from simple_salesforce.api import Salesforce
@@ -96,6 +100,8 @@ DELETE_LOG_LAG = timedelta(minutes=2)
 MAX_BULK_POLL_SECONDS = 30.0
 MAX_QUERY_RESTARTS = 3
 BULK_PAGE_RECORDS = 10_000
+COMPOSITE_MAX = 25  # subrequests in one composite request, one API call
+COMPOSITE_MAX_QUERIES = 5  # of which queries
 
 
 def utc_now() -> datetime:
@@ -169,6 +175,10 @@ class SalesforceConnector:
         self._expected = expected
         self._sf: Salesforce | None = None
         self._schemas: dict[str, ObjectSchema] = {}
+        self._composite = True  # until the org refuses a composite request
+        self._record_count = True  # until the org refuses /limits/recordCount
+        self._sizes: dict[str, int] = {}
+        self._sizes_until: datetime | None = None
         self.missing_fields: dict[str, list[str]] = {}
         self.logins = 0
 
@@ -266,11 +276,18 @@ class SalesforceConnector:
     # -- describe -----------------------------------------------------------------------
 
     def schema(self, object_name: str) -> ObjectSchema:
-        """The object's readable fields, described once per connector."""
+        """The object's readable fields, described once per connector: every object not yet
+        described in one composite request (one API call), one by one where it cannot be."""
         cached = self._schemas.get(object_name)
-        if cached is not None:
-            return cached
-        describe = self._call(f"describing {object_name}", lambda sf: getattr(sf, object_name).describe())
+        if cached is None:
+            self._together([object_name, *(n for n in self._objects if n != object_name)])
+            cached = self._schemas.get(object_name)
+        if cached is None:
+            describe = self._call(f"describing {object_name}", lambda sf: getattr(sf, object_name).describe())
+            cached = self._accept(object_name, describe)
+        return cached
+
+    def _accept(self, object_name: str, describe: Mapping[str, Any]) -> ObjectSchema:
         schema = schema_from_describe(describe)
         if schema.cursor is None or schema.field("Id") is None:
             raise FatalError(
@@ -285,6 +302,71 @@ class SalesforceConnector:
         self._schemas[object_name] = schema
         return schema
 
+    def _together(self, describe: Sequence[str], count: Sequence[str] = ()) -> dict[str, int]:
+        """Describes of the objects in ``describe`` not yet described, and ``SELECT COUNT()`` of
+        those in ``count`` (deleted rows included, as the pull reads them), in composite
+        requests: 25 subrequests of which 5 queries make one API call. What a subrequest could
+        not answer is left to the one-by-one path, which reports it; returns the counts."""
+        v = self.settings.api_version
+        todo = [n for n in dict.fromkeys(describe) if n not in self._schemas]
+        subs = [{"method": "GET", "url": f"/services/data/v{v}/sobjects/{n}/describe", "referenceId": f"d_{n}"}
+                for n in todo]
+        subs += [{"method": "GET", "url": f"/services/data/v{v}/queryAll?q={quote(f'SELECT COUNT() FROM {n}')}",
+                  "referenceId": f"n_{n}"} for n in list(dict.fromkeys(count))[:COMPOSITE_MAX_QUERIES]]
+        counts: dict[str, int] = {}
+        if not self._composite or not subs:
+            return counts
+        queries, describes = [x for x in subs if x["referenceId"].startswith("n_")], \
+            [x for x in subs if x["referenceId"].startswith("d_")]
+        chunks = [queries + describes[:COMPOSITE_MAX - len(queries)]]
+        rest = describes[COMPOSITE_MAX - len(queries):]
+        chunks += [rest[i:i + COMPOSITE_MAX] for i in range(0, len(rest), COMPOSITE_MAX)]
+        for chunk in (c for c in chunks if c):
+            def send(sf: Salesforce, body: list[dict[str, str]] = chunk) -> Any:
+                return sf.restful("composite", method="POST", json={"allOrNone": False, "compositeRequest": body})
+
+            try:
+                answer = self._call(f"describing {len(chunk)} objects in one composite request", send)
+            except FatalError as exc:  # an org or proxy without the Composite resource
+                log.info("salesforce.composite_unavailable", reason=str(exc))
+                self._composite = False
+                return counts
+            for sub in (answer or {}).get("compositeResponse") or []:
+                ref, status, body = str(sub.get("referenceId", "")), sub.get("httpStatusCode"), sub.get("body")
+                if status != 200 or not isinstance(body, dict):
+                    continue
+                kind, _, name = ref.partition("_")
+                if kind == "d":
+                    self._accept(name, body)
+                elif kind == "n" and isinstance(body.get("totalSize"), int):
+                    counts[name] = int(body["totalSize"])
+        return counts
+
+    def expected_sizes(self, until: datetime) -> Mapping[str, int]:
+        """About how many records each object holds, asked once per pull (``until``): from
+        ``/limits/recordCount`` (one call; no history objects, approximate), the rest counted
+        in the composite request that describes the objects. A whole read of an object above
+        ``bulk_threshold`` goes straight to Bulk API 2.0; an object with no count is read
+        through REST first and switches when the first page shows its size."""
+        if self._sizes_until == until:
+            return self._sizes
+        sizes: dict[str, int] = {}
+        if self._record_count:
+            def counts(sf: Salesforce) -> Any:
+                return sf.restful("limits/recordCount", params={"sObjects": ",".join(self._objects)})
+
+            try:
+                answer = self._call("reading record counts", counts)
+                for item in (answer or {}).get("sObjects") or []:
+                    if isinstance(item, dict) and isinstance(item.get("count"), int) and item.get("name"):
+                        sizes[str(item["name"])] = int(item["count"])
+            except FatalError as exc:  # e.g. the user lacks "View Setup and Configuration"
+                log.info("salesforce.record_count_unavailable", reason=str(exc))
+                self._record_count = False
+        sizes.update(self._together(self._objects, [n for n in self._objects if n not in sizes]))
+        self._sizes, self._sizes_until = sizes, until
+        return sizes
+
     def describe_all(self) -> dict[str, list[str]]:
         """Describe every object now; return the expected fields the user cannot see."""
         for name in self._objects:
@@ -297,6 +379,8 @@ class SalesforceConnector:
         """Pages of ``object`` after ``since`` in (stamp, Id) order, soft-deleted rows included;
         ``full`` (or no ``since``) reads everything."""
         mark = self.meter.calls
+        # A whole read asks first how large each object is; the same composite request describes them.
+        expected = self.expected_sizes(until).get(object) if full or since is None else None
         schema = self.schema(object)
         cursor = schema.cursor
         assert cursor is not None
@@ -312,6 +396,12 @@ class SalesforceConnector:
             )
             return result
 
+        if expected is not None and expected > self.settings.bulk_threshold:
+            try:
+                yield from self._pull_bulk(schema, None, positions, expected, mark)
+                return
+            except _BulkUnavailable as exc:  # page through REST; the attempt's calls count in its first page
+                log.warning("salesforce.bulk_unavailable", object=object, reason=str(exc))
         result = run(where)
         total = int(result.get("totalSize") or 0)
         first = True
@@ -328,7 +418,7 @@ class SalesforceConnector:
                 after = positions.position
                 clause = keyset(cursor, after) if after is not None else where
                 try:
-                    yield from self._pull_bulk(schema, clause, positions, total)
+                    yield from self._pull_bulk(schema, clause, positions, total, mark)
                     return
                 except _BulkUnavailable as exc:  # go on paging; the attempt's calls count in the next page
                     log.warning("salesforce.bulk_unavailable", object=object, reason=str(exc))
@@ -370,11 +460,12 @@ class SalesforceConnector:
             exception_handler(response, name="bulk2")
         return response
 
-    def _pull_bulk(self, schema: ObjectSchema, clause: str | None, positions: _Positions, total: int) -> Iterator[Page]:
-        """The rest of a large read as a queryAll Bulk job: one page per result chunk; only
-        the last carries a position, since the results are not in any order."""
+    def _pull_bulk(self, schema: ObjectSchema, clause: str | None, positions: _Positions, total: int,
+                   mark: int) -> Iterator[Page]:
+        """A large read (or its rest) as a queryAll Bulk job: one page per result chunk; only
+        the last carries a position, since the results are not in any order. ``mark`` is the
+        call count the first page's calls are counted from."""
         object_name = schema.name
-        mark = self.meter.calls
         soql = f"SELECT {', '.join(schema.names)} FROM {object_name}{f' WHERE {clause}' if clause else ''}"
         body = {"operation": "queryAll", "query": soql, "contentType": "CSV",
                 "columnDelimiter": "COMMA", "lineEnding": "LF"}

@@ -54,6 +54,11 @@ class FaultProfile(BaseModel):
     expire_session_every: int | None = Field(None, ge=1, description="every Nth call finds the session expired")
     partial_batch_failures: float = Field(0.0, ge=0, le=1, description="share of batch records that fail")
     daily_limit: int | None = Field(None, ge=1, description="API calls allowed per sandbox day")
+    refused: list[str] = Field(
+        default_factory=list,
+        description="routes answered 403 as by an org or app without that feature or permission, "
+                    "e.g. 'GET /services/data/v{version}/limits/recordCount' (as /__sandbox/stats names them)",
+    )
     burst_per_10s: int | None = Field(
         None, ge=1, description="HubSpot: calls allowed per rolling 10 seconds (None: not enforced)"
     )
@@ -109,7 +114,7 @@ class Control:
 
 ErrorFactory = Callable[[str, int, float | None], Response]
 """(kind, status, retry_after) → a response in the system's own error shape.
-Kinds: rate_limited, server_error, quota, expired_session."""
+Kinds: rate_limited, server_error, quota, expired_session, refused (no access to the route)."""
 
 
 @dataclass
@@ -149,6 +154,8 @@ class SandboxMiddleware:
         response: Response | None = None
         if f.daily_limit is not None and today > f.daily_limit:
             response = self.hooks.error("quota", 0, None)
+        elif f.refused and self._route_key(scope) in f.refused:
+            response = self.hooks.error("refused", 403, None)
         elif (
             f.expire_session_every
             and c.total_calls % f.expire_session_every == 0

@@ -581,6 +581,9 @@ def _fault_response(kind: str, status: int, retry_after: float | None) -> Respon
         return hs_errors.rate_limited("DAILY")
     if kind == "expired_session":
         return hs_errors.unauthorized()
+    if kind == "refused":
+        return HsError(403, "This app hasn't been granted all required scopes to make this call.",
+                       "MISSING_SCOPES").response()
     return hs_errors.server_error(status or 500)
 
 

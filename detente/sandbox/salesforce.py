@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from starlette.applications import Starlette
@@ -55,6 +55,14 @@ MAX_COLLECTION = 200
 LOGIN_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 API_VERSIONS = tuple(f"{v}.0" for v in range(50, 63))
 _VERSION = re.compile(r"\d{1,3}\.\d")
+COMPOSITE_MAX = 25  # subrequests in one composite request
+COMPOSITE_MAX_QUERIES = 5  # of which queries
+_COMPOSITE_PATH = re.compile(r"/services/data/v(?P<version>\d{1,3}\.\d)/(?P<rest>.+)")
+
+
+def _composite_query(url: str) -> bool:
+    match = _COMPOSITE_PATH.fullmatch(urlsplit(url).path.rstrip("/"))
+    return match is not None and match["rest"] in ("query", "queryAll")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _STRINGISH = frozenset({"string", "textarea", "email", "phone", "url", "picklist"})
 _PICKLIST_DEFAULTS = {
@@ -131,6 +139,8 @@ def fault_response(kind: str, status: int, retry_after: float | None) -> Respons
         return error_response(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
     if kind == "expired_session":
         return error_response(401, "INVALID_SESSION_ID", "Session expired or invalid")
+    if kind == "refused":
+        return error_response(403, "INSUFFICIENT_ACCESS", "insufficient access rights on cross-reference id")
     if kind == "server_error":
         return error_response(
             status or 503, "SERVER_UNAVAILABLE", "The server is temporarily unavailable; retry the request later."
@@ -729,6 +739,19 @@ class SalesforceApi:
             "HourlyODataCallout": limit(10_000),
             "SingleEmail": limit(5_000),
         })
+
+    async def record_count(self, request: Request) -> Response:
+        """``/limits/recordCount``: live records per object, as the org's storage usage counts
+        them: not the recycle bin, and no history objects (Salesforce leaves those out too)."""
+        self.auth(request)
+        self.version(request)
+        asked = [n for n in (request.query_params.get("sObjects") or "").split(",") if n.strip()]
+        names = [n.strip() for n in asked] if asked else list(SALESFORCE_OBJECTS)
+        counted = [n for n in names if n in SALESFORCE_OBJECTS and not n.endswith("History")]
+        counts = await run_in_threadpool(
+            lambda: {n: self.world.tuples(f'SELECT count(*) FROM "sf_{n}" WHERE NOT "IsDeleted"')[0][0]
+                     for n in counted})
+        return json_response({"sObjects": [{"count": counts[n], "name": n} for n in counted]})
 
     # -- describe -----------------------------------------------------------------------
 
@@ -1335,6 +1358,69 @@ class SalesforceApi:
         return Response(content, 200, media_type="text/csv",
                         headers={"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(count)})
 
+    # -- Composite ------------------------------------------------------------------------
+
+    async def composite(self, request: Request) -> Response:
+        """``POST /composite``: up to 25 subrequests (at most 5 of them queries) answered in one
+        response and counted as one API call. The sandbox serves the read-only subrequests a
+        connector sends this way: describes, sObject basics and queries."""
+        self.auth(request)
+        v = self.version(request)
+        body = await self.json_body(request)
+        subs = body.get("compositeRequest") if isinstance(body, dict) else None
+        if not isinstance(subs, list) or not subs:
+            raise SfApiError(400, "INVALID_INPUT", "compositeRequest must be a non-empty list of subrequests.")
+        if len(subs) > COMPOSITE_MAX:
+            raise SfApiError(400, "INVALID_INPUT", f"A composite request holds at most {COMPOSITE_MAX} subrequests; "
+                                                   f"this one has {len(subs)}.")
+        queries = sum(1 for s in subs if isinstance(s, dict) and _composite_query(str(s.get("url", ""))))
+        if queries > COMPOSITE_MAX_QUERIES:
+            raise SfApiError(400, "INVALID_INPUT", f"A composite request holds at most {COMPOSITE_MAX_QUERIES} "
+                                                   f"query subrequests; this one has {queries}.")
+        all_or_none = bool(body.get("allOrNone", False))
+        answers = await run_in_threadpool(self._run_composite, subs, v, all_or_none)
+        return json_response({"compositeResponse": answers})
+
+    def _run_composite(self, subs: Sequence[Any], version: str, all_or_none: bool) -> list[dict[str, Any]]:
+        answers: list[dict[str, Any]] = []
+        failed = False
+        for sub in subs:
+            ref = str(sub.get("referenceId", "")) if isinstance(sub, dict) else ""
+            if failed and all_or_none:
+                status, answer = 400, [_error("PROCESSING_HALTED", "The transaction was rolled back since another "
+                                                                   "operation in the same transaction failed.", None)]
+            else:
+                try:
+                    status, answer = 200, self._subrequest(sub, version)
+                except SfApiError as exc:
+                    status, answer = exc.status, exc.errors
+                failed = failed or status >= 400
+            answers.append({"body": answer, "httpHeaders": {}, "httpStatusCode": status, "referenceId": ref})
+        return answers
+
+    def _subrequest(self, sub: Any, version: str) -> Any:
+        if not isinstance(sub, dict) or not isinstance(sub.get("url"), str) or not sub.get("referenceId"):
+            raise SfApiError(400, "INVALID_INPUT", "Each subrequest needs a method, a url and a referenceId.")
+        parts = urlsplit(sub["url"])
+        match = _COMPOSITE_PATH.fullmatch(parts.path.rstrip("/"))
+        if match is None or match["version"] != version:
+            raise SfApiError(400, "INVALID_INPUT", f"The sandbox serves describes, sObject basics and queries of "
+                                                   f"API v{version} in a composite request, not {parts.path!r}.")
+        if str(sub.get("method", "GET")).upper() != "GET":
+            raise SfApiError(405, "METHOD_NOT_ALLOWED", "The sandbox serves GET subrequests only.")
+        rest = match["rest"]
+        if rest in ("query", "queryAll"):
+            soql = (parse_qs(parts.query).get("q") or [""])[-1]
+            if not soql:
+                raise SfApiError(400, "MALFORMED_QUERY", "The q parameter is required: send the SOQL query as ?q=...")
+            return self.run_query(soql, rest == "queryAll", version, None)
+        name, _, describe = rest.removeprefix("sobjects/").partition("/")
+        if not rest.startswith("sobjects/") or describe not in ("", "describe"):
+            raise SfApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        obj = self.sobject(name)
+        return describe_sobject(obj, version) if describe else {"objectDescribe": sobject_summary(obj, version),
+                                                                 "recentItems": []}
+
     # -- routing ------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
@@ -1345,6 +1431,7 @@ class SalesforceApi:
             Route("/services/data", self.list_versions, methods=["GET"]),
             Route(d, self.resources, methods=["GET"]),
             Route(d + "/limits", self.limits, methods=["GET"]),
+            Route(d + "/limits/recordCount", self.record_count, methods=["GET"]),
             Route(d + "/query", self.query, methods=["GET"]),
             Route(d + "/queryAll", self.query, methods=["GET"]),
             Route(d + "/query/{locator}", self.query_more, methods=["GET"]),
@@ -1361,6 +1448,7 @@ class SalesforceApi:
             Route(s + "/{field}/{value}", self.get_by_external_id, methods=["GET"]),
             Route(s + "/{field}/{value}", self.upsert_record, methods=["PATCH"]),
             Route(s + "/{field}/{value}", self.delete_by_external_id, methods=["DELETE"]),
+            Route(d + "/composite", self.composite, methods=["POST"]),
             Route(d + "/composite/sobjects", self.collection_create, methods=["POST"]),
             Route(d + "/composite/sobjects", self.collection_update, methods=["PATCH"]),
             Route(d + "/composite/sobjects", self.collection_delete, methods=["DELETE"]),

@@ -66,8 +66,8 @@ def test_a_stop_after_a_page_whose_last_record_changed_resumes_without_loss(stor
         if pages == 1:  # the last record of the second page changes before that page is read
             sf.world.sf_update(LEAD, ids[399], {"Status": "Working - Contacted"}, T0 + timedelta(seconds=30))
 
-    # Budget: login, describe and two pages; the third page's call is refused.
-    conn = Interleaved(connector(sf, objects=LEADS, budget=CallBudget(per_run=4)), change)
+    # Budget: login, record counts, describe and two pages; the third page's call is refused.
+    conn = Interleaved(connector(sf, objects=LEADS, budget=CallBudget(per_run=5)), change)
     report = pull(store, conn, now=T0, full=True, lookback=timedelta(0))
     assert report.stopped and report.objects[0].fetched == 400
     # Not the changed record's new stamp: the third page's records come before it.
@@ -78,7 +78,8 @@ def test_a_stop_after_a_page_whose_last_record_changed_resumes_without_loss(stor
 
 def test_more_than_a_page_of_ties_on_one_stamp_resume_exactly(store: Engine, sf: Sandbox) -> None:
     ids = sorted(insert(sf, LEAD, leads(450), T0 - timedelta(hours=1)))
-    report = pull(store, connector(sf, objects=LEADS, budget=CallBudget(per_run=3)), now=T0, lookback=timedelta(0))
+    # Budget: login, record counts, describe and one page.
+    report = pull(store, connector(sf, objects=LEADS, budget=CallBudget(per_run=4)), now=T0, lookback=timedelta(0))
     assert report.stopped and report.objects[0].fetched == 200
     assert cursor(store, "Lead") == Position(T0 - timedelta(hours=1), ids[199])
     resumed = pull(store, connector(sf, objects=LEADS), now=T0, lookback=timedelta(0))

@@ -37,14 +37,19 @@ def test_full_pull_stores_exactly_what_the_sandbox_serves_and_a_repeat_writes_no
         assert item.quarantined == 0
     assert_store_matches(store, sandbox)
     assert conn.missing_fields == {}
-    # One login, one describe and one page per object (all fit in a 2000-record page).
-    assert conn.calls == 1 + 2 * len(OBJECTS)
+    # One login, the record counts, every describe in one composite request, and one page per
+    # object (all fit in a 2000-record page).
+    assert conn.calls == 3 + len(OBJECTS)
+    routes = sandbox.sf_control.calls
+    assert routes["POST /services/data/v{version}/composite"] == 1
+    assert routes["GET /services/data/v{version}/limits/recordCount"] == 1
+    assert routes["GET /services/data/v{version}/sobjects/{sobject}/describe"] == 0
     usage = conn.api_usage
-    assert usage is not None and usage.limit == 100_000 and usage.used >= 2 * len(OBJECTS)
+    assert usage is not None and usage.limit == 100_000 and usage.used >= 2 + len(OBJECTS)
     # The describes are cached: an unchanged world costs a query and a getDeleted per object.
     again = pull(store, conn, now=NOW + timedelta(minutes=10))
     assert all(o.inserted == o.updated == o.deleted == 0 for o in again.objects)
-    assert conn.calls == 1 + 4 * len(OBJECTS)
+    assert conn.calls == 3 + 3 * len(OBJECTS)
 
 
 def test_records_are_plain_dicts_typed_by_the_describe(sandbox: Sandbox) -> None:

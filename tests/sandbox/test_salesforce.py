@@ -859,3 +859,74 @@ def test_describe_object_fields_follow_the_catalog(sf: Salesforce) -> None:
 def test_sobject_basic_info(sf: Salesforce) -> None:
     info = sf.Task.metadata()
     assert info["objectDescribe"]["name"] == "Task" and info["recentItems"] == []
+
+
+def test_record_count_leaves_out_the_recycle_bin_and_history_objects(sfsb: Sandbox, sf: Salesforce) -> None:
+    answer = sf.restful("limits/recordCount", params={"sObjects": "Lead,LeadHistory,Contact,Nothing__c"})
+    counts = {item["name"]: item["count"] for item in answer["sObjects"]}
+    live = sf.query("SELECT COUNT() FROM Lead")["totalSize"]
+    assert counts == {"Lead": live, "Contact": sf.query("SELECT COUNT() FROM Contact")["totalSize"]}
+    assert sf.query("SELECT COUNT() FROM Lead", include_deleted=True)["totalSize"] > live
+    everything = sf.restful("limits/recordCount")
+    assert {item["name"] for item in everything["sObjects"]} >= {"Lead", "Task", "Account"}
+
+
+def _composite(sf: Salesforce, subs: list[dict[str, str]], all_or_none: bool = False) -> list[dict[str, Any]]:
+    answer = sf.restful("composite", method="POST", json={"allOrNone": all_or_none, "compositeRequest": subs})
+    return list(answer["compositeResponse"])
+
+
+def test_composite_answers_describes_and_queries_as_one_call(sfsb: Sandbox, sf: Salesforce) -> None:
+    before = stats(sfsb)["total_calls"]
+    v = sf.sf_version
+    answers = _composite(sf, [
+        {"method": "GET", "url": f"/services/data/v{v}/sobjects/Lead/describe", "referenceId": "lead"},
+        {"method": "GET", "url": f"/services/data/v{v}/sobjects/Task/describe", "referenceId": "task"},
+        {"method": "GET", "url": f"/services/data/v{v}/queryAll?q=SELECT+COUNT()+FROM+Lead", "referenceId": "n"},
+        {"method": "GET", "url": f"/services/data/v{v}/sobjects/Nope/describe", "referenceId": "nope"},
+        {"method": "GET", "url": f"/services/data/v{v}/query?q=SELECT+Id+FROM+Lead+ORDER+BY+Id", "referenceId": "q"},
+    ])
+    assert stats(sfsb)["total_calls"] == before + 1
+    assert [a["referenceId"] for a in answers] == ["lead", "task", "n", "nope", "q"]
+    assert answers[0]["httpStatusCode"] == 200 and answers[0]["body"] == sf.Lead.describe()
+    assert answers[1]["body"]["name"] == "Task"
+    assert answers[2]["body"]["totalSize"] == sf.query("SELECT COUNT() FROM Lead", include_deleted=True)["totalSize"]
+    assert answers[3]["httpStatusCode"] == 404 and answers[3]["body"][0]["errorCode"] == "NOT_FOUND"
+    page = answers[4]["body"]
+    assert len(page["records"]) == 2000 and not page["done"]
+    live = sf.query("SELECT COUNT() FROM Lead")["totalSize"]
+    assert len(sf.query_more(page["nextRecordsUrl"], identifier_is_url=True)["records"]) == live - 2000
+
+
+def test_composite_all_or_none_halts_after_a_failure(sf: Salesforce) -> None:
+    v = sf.sf_version
+    answers = _composite(sf, [
+        {"method": "GET", "url": f"/services/data/v{v}/sobjects/Nope/describe", "referenceId": "nope"},
+        {"method": "GET", "url": f"/services/data/v{v}/sobjects/Lead/describe", "referenceId": "lead"},
+    ], all_or_none=True)
+    assert [a["httpStatusCode"] for a in answers] == [404, 400]
+    assert answers[1]["body"][0]["errorCode"] == "PROCESSING_HALTED"
+
+
+@pytest.mark.parametrize(("subs", "message"), [
+    ([], "non-empty list"),
+    ([{"method": "GET", "url": "/services/data/v59.0/sobjects/Lead/describe", "referenceId": f"r{i}"}
+      for i in range(26)], "at most 25 subrequests"),
+    ([{"method": "GET", "url": "/services/data/v59.0/query?q=SELECT+Id+FROM+Lead", "referenceId": f"r{i}"}
+      for i in range(6)], "at most 5 query subrequests"),
+])
+def test_composite_refuses_what_salesforce_refuses(sf: Salesforce, subs: list[dict[str, str]], message: str) -> None:
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        _composite(sf, subs)
+    assert message in str(caught.value.content)
+
+
+def test_composite_subrequests_outside_the_sandbox_s_reach_are_refused_one_by_one(sf: Salesforce) -> None:
+    v = sf.sf_version
+    answers = _composite(sf, [
+        {"method": "PATCH", "url": f"/services/data/v{v}/sobjects/Lead/describe", "referenceId": "patch"},
+        {"method": "GET", "url": f"/services/data/v{v}/limits", "referenceId": "limits"},
+        {"method": "GET", "url": "/services/data/v1.0/sobjects/Lead/describe", "referenceId": "version"},
+        {"method": "GET", "url": f"/services/data/v{v}/sobjects/Lead/describe"},
+    ])
+    assert [a["httpStatusCode"] for a in answers] == [405, 404, 400, 400]
