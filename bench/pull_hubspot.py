@@ -142,15 +142,27 @@ def run(args: argparse.Namespace, tmp: Path, config: dict[str, Any], startup: fl
     rss_full = peak_rss_mb()
     searches = sum(1 for m, _, _ in calls if getattr(m, "__name__", "") == "do_search")
     print(f"\nfull pull: {full_seconds:.1f} s, {len(calls)} calls ({searches} searches)")
-    print(f"{'object':<10} {'records':>8} {'calls':>6} {'minimum':>8} {'ratio':>6}")
-    total_calls = total_min = 0
+    # "pages": the records alone, in the largest pages (200 a search, 100 a list). "with links":
+    # what the API makes a pull that needs the history and associations pay at the least:
+    # search answers carry neither, so add the history batch reads (100 records each) of the
+    # objects whose history is read and one v4 associations batch read per 1,000 records per
+    # linked object type. (Listing with history and associations inline costs more: 50 a page.)
+    print(f"{'object':<10} {'records':>8} {'calls':>6} {'pages':>6} {'ratio':>6} {'with links':>10} {'ratio':>6}")
+    total_calls = total_min = total_links = 0
     for item in report.objects:
         largest = SEARCH_PAGE if item.object in SPECS else LIST_PAGE
         minimum = max(1, math.ceil(item.fetched / largest))
+        spec = SPECS.get(item.object)
+        links = minimum + (0 if spec is None else (
+            (math.ceil(item.fetched / 100) if spec.history else 0)
+            + len(spec.associations) * math.ceil(item.fetched / 1000)))
         total_calls += item.calls
         total_min += minimum
-        print(f"{item.object:<10} {item.fetched:>8} {item.calls:>6} {minimum:>8} {item.calls / minimum:>6.2f}")
-    print(f"{'all':<10} {'':>8} {total_calls:>6} {total_min:>8} {total_calls / total_min:>6.2f}")
+        total_links += links
+        print(f"{item.object:<10} {item.fetched:>8} {item.calls:>6} {minimum:>6} {item.calls / minimum:>6.2f}"
+              f" {links:>10} {item.calls / links:>6.2f}")
+    print(f"{'all':<10} {'':>8} {total_calls:>6} {total_min:>6} {total_calls / total_min:>6.2f} {total_links:>10}"
+          f" {total_calls / total_links:>6.2f}")
     burst, search_rate = base.burst_per_10s / 10, base.search_per_second
     floor = max(searches / search_rate, len(calls) / burst)
     print(f"under detente's throttle ({base.burst_per_10s}/10 s, search {search_rate}/s) the same calls take"
