@@ -156,6 +156,7 @@ def bench_salesforce(size: int, seed: int = 1, threshold: int = 10_000, max_reco
             assert full.stopped is None, full.stopped
             used = {o.object: o.calls for o in full.objects}
             used_total = api_calls(config) - counted_before
+            requests_made, logins = connector.calls, connector.logins
             fewest = minimum_calls(counts, threshold, max_records)
 
             bare_seconds = bare_loop(SalesforceConnector(settings), threshold, max_records)
@@ -177,8 +178,8 @@ def bench_salesforce(size: int, seed: int = 1, threshold: int = 10_000, max_reco
                 "generate_seconds": round(generated, 1),
                 "full_pull": {
                     "calls": used_total,
-                    "http_requests": connector.calls,
-                    "logins": connector.logins,
+                    "http_requests": requests_made,
+                    "logins": logins,
                     "minimum_calls": sum(fewest.values()),
                     "calls_ratio": round(used_total / sum(fewest.values()), 2),
                     "per_object": {n: {"records": counts[n], "calls": used[n], "minimum": fewest[n]} for n in OBJECTS},

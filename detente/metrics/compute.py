@@ -64,6 +64,7 @@ from detente.reconcile.labels import later_stages
 from detente.rules import checked as c
 from detente.rules.durations import Duration
 from detente.rules.sql import EpochMicros
+from detente.store.engine import scanning
 from detente.store.findings import FindingRow, PersonClock, PersonMetric, PersonStage
 from detente.store.tables import Activity, Campaign, Opportunity, Owner, Person
 
@@ -697,7 +698,7 @@ class OverTime:
 
 def over_time(engine: Engine, ctx: Context, period: Period, periods: Sequence[Period], now: datetime,
               reconciliation: bool) -> OverTime:
-    with engine.connect() as conn:
+    with scanning(engine) as conn:
         store = Store(conn, ctx.rules, now, ctx.goals.lead_value.by)
         tallied = tally(store, ctx, periods)
         h = history(ctx, tallied, period.end)
@@ -784,7 +785,7 @@ def _report(engine: Engine, rules: c.Rules, period: Period, now: datetime, *, by
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as pool:
         pending = pool.submit(over_time, engine, ctx, period, periods, now, reconciliation) \
             if side_by_side(engine) else None
-        with engine.connect() as conn:
+        with scanning(engine) as conn:
             store = Store(conn, rules, now, goals.lead_value.by)
             cohort = store.people(period.start, period.end)
             stages = store.stages(period.start, period.end)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
@@ -31,13 +33,33 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
-            # Reports scan large ranges: read through a memory map and a larger page cache.
-            cur.execute("PRAGMA mmap_size=1073741824")
+            # A larger page cache; no memory map but while a report scans (``scanning``).
+            cur.execute("PRAGMA mmap_size=0")
             cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
         return engine
     return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+SCAN_MAP_BYTES = 1 << 30
+
+
+@contextmanager
+def scanning(engine: Engine) -> Iterator[Connection]:
+    """A connection for reading large ranges (the reports). On SQLite it reads through a
+    memory map of up to 1 GB of the store while it is open, and drops the map when it is
+    done: the mapped pages count in the process's memory, so the writers (pulls, the audit)
+    and a long-running daemon between reports do not keep the store mapped."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql(f"PRAGMA mmap_size={SCAN_MAP_BYTES}")
+        try:
+            yield conn
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA mmap_size=0")
 
 
 def create_schema(engine: Engine) -> None:
