@@ -7,10 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from detente.connectors.base import Record, Reject
-from detente.connectors.sf_records import FieldSpec, ObjectSchema, parse_csv, parse_row
+from detente.connectors.sf_records import SLOW, FieldSpec, ObjectSchema, convert, parse_csv, parse_row, quick
 from detente.pull import pull
 from detente.sandbox.server import Sandbox
 from detente.store.raw import QUARANTINE
@@ -127,3 +129,38 @@ def test_bad_rows_served_by_the_api_are_quarantined_and_the_pull_goes_on(store: 
         sf.world.sf_update(LEAD, rid, {"Title": "Fixed"}, T0)
     pull(store, connector(sf, objects=("Lead",)), now=T0 + timedelta(seconds=1))
     assert_store_matches(store, sf, ("Lead",))
+
+
+# -- the quick converters agree with convert ------------------------------------------------------
+
+KINDS = [FieldSpec("Id", "id", 18), FieldSpec("WhoId", "reference", 18), FieldSpec("Name", "string", 12),
+         FieldSpec("Status", "picklist", 255, frozenset({"Open", "Working"})),
+         FieldSpec("Tags", "multipicklist", 255, frozenset({"a", "b"})), FieldSpec("Note", "textarea", 0),
+         FieldSpec("At", "time"), FieldSpec("Flag", "boolean"), FieldSpec("N", "int"), FieldSpec("Big", "long"),
+         FieldSpec("Score", "double"), FieldSpec("Cost", "currency"), FieldSpec("When", "datetime"),
+         FieldSpec("Day", "date"), FieldSpec("Old", "anyType")]
+VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20), st.sampled_from(["", "true", "false", "True", "1", "-3", "1e400", "nan", " 7 ", "1_0",
+                                           "Open", "Closed", "a;b", "00Q5g0000000001AAA", "00Q5g00000000",
+                                           "2026-11-17T15:00:00.000+0000", "2026-11-17T15:00:00.000Z",
+                                           "2026-13-17T15:00:00.000Z", "2026-11-17T15:00:00+0200",
+                                           "0000-01-01T00:00:00.000Z", "2026-02-30", "2026-02-28", "x\x00y"]),
+    st.sampled_from([10**400, -(10**400), 2**63, 1.0e308]), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
+
+
+@settings(max_examples=400, deadline=None)
+@given(spec=st.sampled_from(KINDS), value=VALUES, text=st.booleans())
+def test_a_quick_converter_gives_what_convert_gives_or_defers_to_it(spec: FieldSpec, value: Any, text: bool) -> None:
+    got = quick(spec, text)(value)
+    if got is not SLOW:
+        assert (got, None) == convert(spec, value, text=text)
+        assert type(got) is type(convert(spec, value, text=text)[0])
+
+
+def test_common_values_take_the_quick_path() -> None:
+    assert quick(FieldSpec("When", "datetime"), True)("2026-11-17T15:00:00.000Z") == "2026-11-17T15:00:00.000+0000"
+    assert quick(FieldSpec("Flag", "boolean"), True)("true") is True
+    assert quick(FieldSpec("Score", "double"), False)(40) == 40.0
+    assert quick(FieldSpec("Name", "string", 12), False)("Okafor") == "Okafor"
+    assert quick(FieldSpec("Name", "string", 3), False)("Okafor") is SLOW  # too long: convert says why
