@@ -146,7 +146,8 @@ VALUES = st.one_of(
                                            "2026-11-17T15:00:00.000+0000", "2026-11-17T15:00:00.000Z",
                                            "2026-13-17T15:00:00.000Z", "2026-11-17T15:00:00+0200",
                                            "0000-01-01T00:00:00.000Z", "2026-02-30", "2026-02-28", "x\x00y"]),
-    st.sampled_from([10**400, -(10**400), 2**63, 1.0e308]), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
+    st.sampled_from([10**400, -(10**400), 2**63, 1.0e308]), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
 
 
 @settings(max_examples=400, deadline=None)
