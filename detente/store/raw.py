@@ -112,17 +112,26 @@ def _write_raw(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if conn.dialect.name != "sqlite":
         upsert(conn, RAW, rows, _RAW_KEYS, [c for c in _RAW_COLUMNS if c not in _RAW_KEYS and c != "first_pulled_at"])
         return
+    texts: dict[datetime, str] = {}  # a page's rows share their pull times, and often their stamps
+
+    def when(value: datetime) -> str:
+        text = texts.get(value)
+        if text is None:
+            text = texts[value] = _sqlite_time(value)
+        return text
+
     params = [
-        (r["system"], r["object"], r["record_id"], _sqlite_time(r["modified_at"]), int(r["deleted"]),
-         r["merged_into"], json.dumps(r["data"]), _sqlite_time(r["first_pulled_at"]),
-         _sqlite_time(r["pulled_at"]), int(r["dirty"]))
+        (r["system"], r["object"], r["record_id"], when(r["modified_at"]), int(r["deleted"]),
+         r["merged_into"], json.dumps(r["data"]), when(r["first_pulled_at"]), when(r["pulled_at"]),
+         int(r["dirty"]))
         for r in rows
     ]
     conn.exec_driver_sql(_SQLITE_UPSERT, params)
 
 
 def _sqlite_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    """As SQLAlchemy's SQLite DateTime stores it: naive UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _row(
