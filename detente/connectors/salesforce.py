@@ -337,7 +337,10 @@ class SalesforceConnector:
                     continue
                 kind, _, name = ref.partition("_")
                 if kind == "d":
-                    self._accept(name, body)
+                    try:
+                        self._accept(name, body)
+                    except FatalError:  # that object's own pull describes it again and says why
+                        continue
                 elif kind == "n" and isinstance(body.get("totalSize"), int):
                     counts[name] = int(body["totalSize"])
         return counts
