@@ -308,19 +308,17 @@ class SalesforceConnector:
         requests: 25 subrequests of which 5 queries make one API call. What a subrequest could
         not answer is left to the one-by-one path, which reports it; returns the counts."""
         v = self.settings.api_version
-        todo = [n for n in dict.fromkeys(describe) if n not in self._schemas]
-        subs = [{"method": "GET", "url": f"/services/data/v{v}/sobjects/{n}/describe", "referenceId": f"d_{n}"}
-                for n in todo]
-        subs += [{"method": "GET", "url": f"/services/data/v{v}/queryAll?q={quote(f'SELECT COUNT() FROM {n}')}",
-                  "referenceId": f"n_{n}"} for n in list(dict.fromkeys(count))[:COMPOSITE_MAX_QUERIES]]
+        describes = [{"method": "GET", "url": f"/services/data/v{v}/sobjects/{n}/describe", "referenceId": f"d_{n}"}
+                     for n in dict.fromkeys(describe) if n not in self._schemas]
+        queries = [{"method": "GET", "url": f"/services/data/v{v}/queryAll?q={quote(f'SELECT COUNT() FROM {n}')}",
+                    "referenceId": f"n_{n}"} for n in list(dict.fromkeys(count))[:COMPOSITE_MAX_QUERIES]]
         counts: dict[str, int] = {}
-        if not self._composite or not subs:
+        if not self._composite or not (describes or queries):
             return counts
-        queries, describes = [x for x in subs if x["referenceId"].startswith("n_")], \
-            [x for x in subs if x["referenceId"].startswith("d_")]
-        chunks = [queries + describes[:COMPOSITE_MAX - len(queries)]]
-        rest = describes[COMPOSITE_MAX - len(queries):]
-        chunks += [rest[i:i + COMPOSITE_MAX] for i in range(0, len(rest), COMPOSITE_MAX)]
+        # The queries ride in the first request; the describes fill it and as many more as needed.
+        room = COMPOSITE_MAX - len(queries)
+        chunks = [queries + describes[:room]]
+        chunks += [describes[i:i + COMPOSITE_MAX] for i in range(room, len(describes), COMPOSITE_MAX)]
         for chunk in (c for c in chunks if c):
             def send(sf: Salesforce, body: list[dict[str, str]] = chunk) -> Any:
                 return sf.restful("composite", method="POST", json={"allOrNone": False, "compositeRequest": body})
